@@ -1,0 +1,43 @@
+"""Distances ALMA minimises: EagerPy functions and Foolbox ``Distance`` objects.
+
+Every object here is a :class:`~foolbox_alma.distances.base.AttackDistance`: call it on native tensors
+of any backend (``d(reference, perturbed)``) for per-sample distances, pass it to Foolbox as a
+distance, or give it (or its name) to ``ALMA(distance=...)``.
+"""
+
+from typing import Dict, Union
+
+from .base import AttackDistance, bisect_clip
+from .lp import LpDistance, l1, l1_distances, l2, l2_distances
+
+_BY_NAME: Dict[str, AttackDistance] = {"l1": l1, "l2": l2}
+
+
+def get_distance(distance: Union[str, AttackDistance]) -> AttackDistance:
+    """The distance object for a name (``"l1"``, ``"l2"``, ...) or the object itself."""
+    if isinstance(distance, AttackDistance):
+        return distance
+    if isinstance(distance, str):
+        key = distance.lower()
+        if key in _BY_NAME:
+            return _BY_NAME[key]
+        raise ValueError(
+            f"unknown distance {distance!r}; valid names: {', '.join(sorted(_BY_NAME))}, "
+            "or an AttackDistance object"
+        )
+    raise TypeError(
+        f"distance must be a name ({', '.join(sorted(_BY_NAME))}) or an AttackDistance, "
+        f"got {type(distance).__name__}"
+    )
+
+
+__all__ = [
+    "AttackDistance",
+    "LpDistance",
+    "bisect_clip",
+    "get_distance",
+    "l1",
+    "l1_distances",
+    "l2",
+    "l2_distances",
+]
