@@ -1,0 +1,128 @@
+"""Input and hyperparameter validation with errors that name the problem.
+
+Foolbox itself checks the input bounds with bare ``assert`` statements; the attack checks everything
+first so that users get a ``ValueError`` or ``TypeError`` that says what is wrong. Nothing here
+modifies the tensors it looks at.
+"""
+
+import math
+from typing import Any, Optional
+
+import eagerpy as ep
+import foolbox as fb
+import numpy as np
+
+
+def check_model_has_gradients(model: Any, x: ep.Tensor) -> None:
+    if isinstance(model, fb.models.NumPyModel) or isinstance(x, ep.NumPyTensor):
+        raise TypeError(
+            "ALMA needs gradients of the model's outputs with respect to its inputs, and a "
+            f"{type(model).__name__} on NumPy arrays has none; wrap the network with "
+            "fb.PyTorchModel, fb.TensorFlowModel or fb.JAXModel instead"
+        )
+
+
+def check_inputs(x: ep.Tensor, model: Any) -> None:
+    """Floating point, at least 2-D (batch first), finite, inside ``model.bounds``."""
+    dtype = np.dtype(_numpy_dtype(x))
+    if dtype.kind != "f":
+        raise TypeError(f"inputs must be floating point (float32 or float64), got dtype {dtype}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"inputs must have a batch dimension first and at least one more, got shape {x.shape}"
+        )
+    if len(x) == 0:
+        return
+    n_nan = int(ep.isnan(x).sum().item())
+    n_inf = int(ep.isinf(x).sum().item())
+    if n_nan or n_inf:
+        raise ValueError(f"inputs contain {n_nan} NaN and {n_inf} infinite values")
+    lo, hi = model.bounds
+    x_min, x_max = x.min().item(), x.max().item()
+    if x_min < lo or x_max > hi:
+        raise ValueError(
+            f"inputs must lie inside the model's bounds ({lo}, {hi}), but their min is {x_min} and "
+            f"their max is {x_max}"
+        )
+
+
+def _numpy_dtype(t: ep.Tensor) -> Any:
+    raw = t.raw
+    dtype = getattr(raw, "dtype", None)
+    if isinstance(t, ep.PyTorchTensor):
+        import torch
+
+        return torch.empty((), dtype=raw.dtype).numpy().dtype
+    if isinstance(t, ep.TensorFlowTensor):
+        return raw.dtype.as_numpy_dtype
+    return dtype
+
+
+def check_classes(classes: ep.Tensor, n: int, targeted: bool) -> None:
+    """Shape (N,) and an integer dtype; the range is checked once the number of classes is known."""
+    name = "target_classes" if targeted else "labels"
+    if classes.shape != (n,):
+        raise ValueError(f"expected {name} of shape ({n},), got shape {tuple(classes.shape)}")
+    dtype = np.dtype(_numpy_dtype(classes))
+    if dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers, got dtype {dtype}")
+
+
+def check_classes_range(classes: ep.Tensor, num_classes: int, targeted: bool) -> None:
+    if len(classes) == 0:
+        return
+    values = classes.numpy()
+    bad = (values < 0) | (values >= num_classes)
+    if bad.any():
+        name = "target_classes" if targeted else "labels"
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes - 1}] for a model with {num_classes} outputs; "
+            f"got {values[bad][:5].tolist()} at positions {np.flatnonzero(bad)[:5].tolist()}"
+        )
+
+
+def check_logits(logits: ep.Tensor, n: int) -> None:
+    if logits.ndim != 2 or len(logits) != n:
+        raise ValueError(f"the model must return logits of shape ({n}, classes), got {logits.shape}")
+    if logits.shape[-1] < 2:
+        raise ValueError(f"the model must have at least 2 outputs, got {logits.shape[-1]}")
+
+
+def positive(name: str, value: Any) -> float:
+    if not _is_real(value) or not value > 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def in_range(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    low_closed: bool = True,
+    high_closed: bool = True,
+) -> float:
+    ok = _is_real(value) and (value >= low if low_closed else value > low)
+    ok = ok and (value <= high if high_closed else value < high)
+    if not ok:
+        interval = f"{'[' if low_closed else '('}{low}, {high}{']' if high_closed else ')'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return float(value)
+
+
+def integer_at_least(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def optional(check: Any, name: str, value: Optional[Any], *args: Any) -> Optional[Any]:
+    return None if value is None else check(name, value, *args)
+
+
+def _is_real(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
