@@ -11,6 +11,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import eagerpy as ep
 import foolbox as fb
+import numpy as np
 from foolbox.attacks.base import MinimizationAttack, get_criterion, raise_if_kwargs
 from foolbox.criteria import Misclassification, TargetedMisclassification
 from tqdm.auto import tqdm
@@ -295,13 +296,19 @@ def _criterion_like(criterion: Any, x: ep.Tensor) -> Any:
         return criterion
     targeted = isinstance(criterion, TargetedMisclassification)
     classes = criterion.target_classes if targeted else criterion.labels
-    if type(classes) is type(x):
+    if type(classes) is not type(x):
+        raw = classes.numpy() if isinstance(classes, ep.Tensor) else np.asarray(classes)
+        if raw.dtype.kind not in "iu":
+            return criterion  # the dtype check names the problem
+        classes = ep.from_numpy(x, raw)
+    # Foolbox compares the classes with argmax outputs, and EagerPy's TensorFlow backend fails on
+    # mixed integer dtypes: use the dtype argmax returns on this framework.
+    index_dtype = ep.zeros(x, (1, 2)).argmax(axis=-1).dtype
+    if classes.dtype != index_dtype and checks.is_integer(classes):
+        classes = classes.astype(index_dtype)
+    elif classes is (criterion.target_classes if targeted else criterion.labels):
         return criterion
-    import numpy as np
-
-    raw = classes.numpy() if isinstance(classes, ep.Tensor) else np.asarray(classes)
-    converted = ep.from_numpy(x, raw)
-    return TargetedMisclassification(converted) if targeted else Misclassification(converted)
+    return TargetedMisclassification(classes) if targeted else Misclassification(classes)
 
 
 def _replace_vanishing_gradients(grad: ep.Tensor) -> ep.Tensor:

@@ -68,6 +68,10 @@ def check_classes(classes: ep.Tensor, n: int, targeted: bool) -> None:
         raise TypeError(f"{name} must be integers, got dtype {dtype}")
 
 
+def is_integer(t: ep.Tensor) -> bool:
+    return np.dtype(_numpy_dtype(t)).kind in "iu"
+
+
 def check_classes_range(classes: ep.Tensor, num_classes: int, targeted: bool) -> None:
     if len(classes) == 0:
         return

@@ -19,7 +19,8 @@ NORMALISER_EPS = 1e-8
 
 
 def _one_hot(logits: ep.Tensor, classes: ep.Tensor) -> ep.Tensor:
-    return ep.arange(logits, logits.shape[-1])[None, :] == classes[:, None]
+    indices = ep.arange(classes, logits.shape[-1]).astype(classes.dtype)
+    return indices[None, :] == classes[:, None]
 
 
 def _sorted_descending(logits: ep.Tensor) -> ep.Tensor:

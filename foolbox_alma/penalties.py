@@ -39,8 +39,17 @@ class Penalty(NamedTuple):
         return g
 
 
-# The branches are evaluated on the clamped half-line they apply to, so that the branch ``where``
+# The branches are evaluated on the half-line they apply to (``where``, not ``maximum``, so that
+# the gradient at y = 0 flows whole into the branch that is kept), so that the branch ``where``
 # discards never holds an inf or NaN that would leak into gradients.
+
+
+def _nonnegative(y: ep.Tensor) -> ep.Tensor:
+    return ep.where(y >= 0, y, ep.zeros_like(y))
+
+
+def _negative(y: ep.Tensor) -> ep.Tensor:
+    return ep.where(y < 0, y, ep.zeros_like(y))
 
 
 def phr(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
@@ -55,51 +64,51 @@ def phr_grad(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
 def p1(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
     """P1: mu y + rho y^2/2 + rho^2 y^3 (y >= 0); mu y + rho y^2/2 (-mu/rho <= y <= 0);
     -mu^2 / (2 rho) (y <= -mu/rho)."""
-    y_pos = ep.maximum(y, 0)
-    y_mid = ep.maximum(ep.minimum(y, 0), -mu / rho)
+    y_pos = _nonnegative(y)
+    y_mid = ep.where(y >= -mu / rho, _negative(y), -mu / rho)
     above = mu * y_pos + rho * ep.square(y_pos) / 2 + ep.square(rho) * y_pos**3
     middle = mu * y_mid + rho * ep.square(y_mid) / 2  # equals -mu^2 / (2 rho) at y_mid = -mu/rho
     return ep.where(y >= 0, above, middle)
 
 
 def p1_grad(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
-    y_pos = ep.maximum(y, 0)
+    y_pos = _nonnegative(y)
     above = mu + rho * y_pos + 3 * ep.square(rho) * ep.square(y_pos)
-    middle = ep.maximum(mu + rho * ep.minimum(y, 0), 0)  # 0 below -mu/rho
+    middle = ep.maximum(mu + rho * _negative(y), 0)  # 0 below -mu/rho
     return ep.where(y >= 0, above, middle)
 
 
 def _rational(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
-    y_neg = ep.minimum(y, 0)
+    y_neg = _negative(y)
     return mu * y_neg / (1 - rho * y_neg)
 
 
 def _rational_grad(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
-    y_neg = ep.minimum(y, 0)
+    y_neg = _negative(y)
     return mu / ep.square(1 - rho * y_neg)
 
 
 def p2(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
     """P2 (the paper's default): mu y + mu rho y^2 + rho^2 y^3 / 6 (y >= 0); mu y / (1 - rho y) (y < 0)."""
-    y_pos = ep.maximum(y, 0)
+    y_pos = _nonnegative(y)
     above = mu * y_pos + mu * rho * ep.square(y_pos) + ep.square(rho) * y_pos**3 / 6
     return ep.where(y >= 0, above, _rational(y, rho, mu))
 
 
 def p2_grad(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
-    y_pos = ep.maximum(y, 0)
+    y_pos = _nonnegative(y)
     above = mu + 2 * mu * rho * y_pos + ep.square(rho) * ep.square(y_pos) / 2
     return ep.where(y >= 0, above, _rational_grad(y, rho, mu))
 
 
 def p3(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
     """P3: mu y + mu rho y^2 (y >= 0); mu y / (1 - rho y) (y < 0)."""
-    y_pos = ep.maximum(y, 0)
+    y_pos = _nonnegative(y)
     return ep.where(y >= 0, mu * y_pos + mu * rho * ep.square(y_pos), _rational(y, rho, mu))
 
 
 def p3_grad(y: ep.Tensor, rho: ep.Tensor, mu: ep.Tensor) -> ep.Tensor:
-    y_pos = ep.maximum(y, 0)
+    y_pos = _nonnegative(y)
     return ep.where(y >= 0, mu + 2 * mu * rho * y_pos, _rational_grad(y, rho, mu))
 
 
