@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from . import checks
 from ._dispatch import stop_gradient
-from .constraints import dlr_plus, targeted_dlr_plus
+from .constraints import dlr_plus, targeted_dlr_plus, two_class_gap
 from .distances import AttackDistance, get_distance
 from .optim import (
     batch_view,
@@ -198,16 +198,20 @@ class ALMA(MinimizationAttack):
             mu: ep.Tensor,
             prev_dlr: ep.Tensor,
             adv_found: ep.Tensor,
+            logit_scale: ep.Tensor,
             first: bool,
             check: bool,
         ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
             logits = model(x_adv)
-            dlr = constraint(logits, classes, kappa)
-            dist = distance(x_adv)
-            dlr_value = stop_gradient(dlr)
             if first:
                 checks.check_logits(logits, len(x))
                 checks.check_classes_range(classes, logits.shape[-1], targeted)
+                if logits.shape[-1] == 2:  # see constraints: the clean logit gap normalises
+                    logit_scale = stop_gradient(two_class_gap(logits))
+            dlr = constraint(logits, classes, kappa, logit_scale)
+            dist = distance(x_adv)
+            dlr_value = stop_gradient(dlr)
+            if first:
                 prev_dlr = dlr_value
             elif check:
                 # Algorithm 2, lines 10-12: grow rho while no adversarial is found and the
@@ -223,7 +227,7 @@ class ALMA(MinimizationAttack):
             # The distance has no useful (for L2: a NaN) gradient at a zero perturbation, so the
             # first loss is the penalty term alone.
             loss = lagrangian if first else dist + lagrangian
-            return loss.sum(), (dlr_value, stop_gradient(dist), rho, mu, prev_dlr)
+            return loss.sum(), (dlr_value, stop_gradient(dist), rho, mu, prev_dlr, logit_scale)
 
         loss_and_grad = ep.value_and_grad_fn(x, objective, has_aux=True)
 
@@ -232,6 +236,7 @@ class ALMA(MinimizationAttack):
         rho = ep.full(x, (n,), self.rho_init).astype(x.dtype)
         mu = ep.full(x, (n,), self.mu_init).astype(x.dtype)
         prev_dlr = ep.zeros(x, (n,)).astype(x.dtype)
+        logit_scale = ep.ones(x, (n,)).astype(x.dtype)
         lr = ep.full(x, (n,), self.lr_init).astype(x.dtype)
         optimiser_state = rmsprop_init(x)
         best_dist = ep.full(x, (n,), math.inf).astype(x.dtype)
@@ -243,8 +248,10 @@ class ALMA(MinimizationAttack):
         for i in bar:
             first = i == 0
             check = (i + 1) % check_steps == 0
-            _, aux, grad = loss_and_grad(x_adv, rho, mu, prev_dlr, adv_found, first, check)
-            dlr, dist, rho, mu, prev_dlr = aux
+            _, aux, grad = loss_and_grad(
+                x_adv, rho, mu, prev_dlr, adv_found, logit_scale, first, check
+            )
+            dlr, dist, rho, mu, prev_dlr, logit_scale = aux
 
             # Keep the adversarial with the smallest distance.
             is_adv = dlr < 0
@@ -300,7 +307,7 @@ def _criterion_like(criterion: Any, x: ep.Tensor) -> Any:
         raw = classes.numpy() if isinstance(classes, ep.Tensor) else np.asarray(classes)
         if raw.dtype.kind not in "iu":
             return criterion  # the dtype check names the problem
-        classes = ep.from_numpy(x, raw)
+        classes = ep.from_numpy(x, np.array(raw))  # a writable copy
     # Foolbox compares the classes with argmax outputs, and EagerPy's TensorFlow backend fails on
     # mixed integer dtypes: use the dtype argmax returns on this framework.
     index_dtype = ep.zeros(x, (1, 2)).argmax(axis=-1).dtype

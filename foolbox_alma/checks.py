@@ -87,7 +87,9 @@ def check_classes_range(classes: ep.Tensor, num_classes: int, targeted: bool) ->
 
 def check_logits(logits: ep.Tensor, n: int) -> None:
     if logits.ndim != 2 or len(logits) != n:
-        raise ValueError(f"the model must return logits of shape ({n}, classes), got {logits.shape}")
+        raise ValueError(
+            f"the model must return logits of shape ({n}, classes), got {logits.shape}"
+        )
     if logits.shape[-1] < 2:
         raise ValueError(f"the model must have at least 2 outputs, got {logits.shape[-1]}")
 

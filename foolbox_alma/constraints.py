@@ -8,10 +8,14 @@ logits and avoids the gradient masking of plain logit differences (Croce & Hein,
 Fallback with few classes: the normalisers need the 3rd (untargeted) or 3rd and 4th (targeted)
 largest logits. With fewer classes, the missing sorted logits are replaced by the smallest logit (the
 last available one): with 3 classes the targeted normaliser is ``z_pi1 - z_pi3``. With 2 classes any
-normaliser built from the two logits equals ``|z_1 - z_2|`` and would turn the ratio into a constant
-+-1 with zero gradient, so the normaliser is 1: the constraint is the plain difference of logits
-(not scale-invariant, which cannot be had from two logits).
+normaliser built from the current two logits equals ``|z_1 - z_2|`` and would turn the ratio into a
+constant +-1 with zero gradient. The normaliser is then ``two_class_scale``: the attack passes the
+logit gap ``|z_1 - z_2|`` of the clean input (a per-sample constant), so the constraint starts at
+about +-1 like DLR+ and stays invariant to the scale of the logits; None means 1 (the plain
+difference of logits).
 """
+
+from typing import Optional
 
 import eagerpy as ep
 
@@ -41,7 +45,17 @@ def _sorted_at(sorted_logits: ep.Tensor, rank: int) -> ep.Tensor:
     return sorted_logits[:, min(rank, sorted_logits.shape[-1] - 1)]
 
 
-def dlr_plus(logits: ep.Tensor, labels: ep.Tensor, kappa: float = 1e-4) -> ep.Tensor:
+def two_class_gap(logits: ep.Tensor) -> ep.Tensor:
+    """|z_1 - z_2| + 1e-8 per sample: the normaliser of 2-class models (from the clean logits)."""
+    return ep.abs(logits[:, 0] - logits[:, 1]) + NORMALISER_EPS
+
+
+def dlr_plus(
+    logits: ep.Tensor,
+    labels: ep.Tensor,
+    kappa: float = 1e-4,
+    two_class_scale: Optional[ep.Tensor] = None,
+) -> ep.Tensor:
     """DLR+(z, y) = (z_y - max_{i != y} z_i + kappa) / (z_pi1 - z_pi3 + 1e-8).
 
     Positive while the model predicts ``y``; negative once ``y`` is no longer the prediction (by more
@@ -49,18 +63,23 @@ def dlr_plus(logits: ep.Tensor, labels: ep.Tensor, kappa: float = 1e-4) -> ep.Te
     """
     numerator = logit_margin(logits, labels) + kappa
     if logits.shape[-1] < 3:
-        return numerator
+        return numerator if two_class_scale is None else numerator / two_class_scale
     s = _sorted_descending(logits)
     return numerator / (s[:, 0] - _sorted_at(s, 2) + NORMALISER_EPS)
 
 
-def targeted_dlr_plus(logits: ep.Tensor, targets: ep.Tensor, kappa: float = 1e-4) -> ep.Tensor:
+def targeted_dlr_plus(
+    logits: ep.Tensor,
+    targets: ep.Tensor,
+    kappa: float = 1e-4,
+    two_class_scale: Optional[ep.Tensor] = None,
+) -> ep.Tensor:
     """tDLR+(z, t) = (max_{i != t} z_i - z_t + kappa) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-8).
 
     Negative exactly when the target logit exceeds every other logit by more than ``kappa``.
     """
     numerator = kappa - logit_margin(logits, targets)
     if logits.shape[-1] < 3:
-        return numerator
+        return numerator if two_class_scale is None else numerator / two_class_scale
     s = _sorted_descending(logits)
     return numerator / (s[:, 0] - (_sorted_at(s, 2) + _sorted_at(s, 3)) / 2 + NORMALISER_EPS)

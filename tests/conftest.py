@@ -1,5 +1,4 @@
 import pytest
-
 from frameworks import FRAMEWORKS, Framework, available
 
 

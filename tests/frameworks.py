@@ -122,6 +122,9 @@ class Framework:
 
         w, b = jnp.asarray(weight.T, dtype=dtype), jnp.asarray(bias, dtype=dtype)
 
+        import jax
+
+        @jax.jit  # as JAX users write their models
         def jax_forward(x: Any) -> Any:
             return x.reshape((x.shape[0], -1)) @ w + b
 

@@ -5,7 +5,7 @@ import eagerpy as ep
 import numpy as np
 import pytest
 
-from foolbox_alma.constraints import dlr_plus, targeted_dlr_plus
+from foolbox_alma.constraints import dlr_plus, targeted_dlr_plus, two_class_gap
 
 
 def call(fn, fw, logits, classes, kappa=0.0):
@@ -77,8 +77,13 @@ def test_fewer_classes_fallback(fw):
         np.testing.assert_allclose(
             call(dlr_plus, fw, [[3.0, 1.0, 0.0]], [0]), [(3 - 1) / 3], rtol=1e-7
         )
-        # 2 classes: plain difference of logits (normaliser 1), both modes, finite gradients
+        # 2 classes: difference of logits over the given per-sample scale (default 1)
         np.testing.assert_allclose(call(dlr_plus, fw, [[3.0, 1.0]], [0], 0.1), [2.1], rtol=1e-7)
+        z = ep.astensor(fw.tensor(np.array([[3.0, 1.0], [0.0, 4.0]])))
+        scale = two_class_gap(z)
+        np.testing.assert_allclose(scale.numpy(), [2.0, 4.0], rtol=1e-7)
+        c = ep.astensor(fw.tensor(np.array([0, 0])))
+        np.testing.assert_allclose(dlr_plus(z, c, 0.0, scale).numpy(), [1.0, -1.0], rtol=1e-7)
         np.testing.assert_allclose(
             call(targeted_dlr_plus, fw, [[3.0, 1.0]], [1], 0.1), [2.1], rtol=1e-7
         )
