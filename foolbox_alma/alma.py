@@ -7,7 +7,8 @@ PyTorch, TensorFlow and JAX models.
 """
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+import weakref
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import eagerpy as ep
 import foolbox as fb
@@ -17,10 +18,12 @@ from foolbox.criteria import Misclassification, TargetedMisclassification
 from tqdm.auto import tqdm
 
 from . import checks
-from ._dispatch import stop_gradient
+from ._compile import compile_step
+from ._dispatch import framework_name, stop_gradient
 from .constraints import dlr_plus, targeted_dlr_plus, two_class_gap
 from .distances import AttackDistance, get_distance
 from .optim import (
+    RMSPropState,
     batch_view,
     exponential_decay,
     find_initial_lr,
@@ -78,6 +81,10 @@ class ALMA(MinimizationAttack):
         levels: If set, the adversarial inputs are quantised to this many levels between the
             bounds after every step (e.g. 256 for 8-bit images).
         progress: Show a progress bar over the steps (tqdm).
+        compile: Compile the attack step where the framework can: ``tf.function`` on TensorFlow,
+            ``jax.jit`` on JAX (traced once per model, input shape and dtype, then reused).
+            ``"auto"`` (default) and True compile there; False runs every step eagerly. PyTorch
+            always runs eagerly. The first step (checks, learning-rate finder) is always eager.
 
     References:
         .. [#Rony21] Jérôme Rony, Eric Granger, Marco Pedersoli, Ismail Ben Ayed,
@@ -105,6 +112,7 @@ class ALMA(MinimizationAttack):
         logit_tolerance: float = 1e-4,
         levels: Optional[int] = None,
         progress: bool = False,
+        compile: Union[str, bool] = "auto",
     ):
         self._distance = get_distance(distance)
         self.steps = checks.integer_at_least("steps", steps, 1)
@@ -127,6 +135,11 @@ class ALMA(MinimizationAttack):
         self.logit_tolerance = checks.in_range("logit_tolerance", logit_tolerance, 0, math.inf)
         self.levels = checks.optional(checks.integer_at_least, "levels", levels, 2)
         self.progress = bool(progress)
+        if compile not in ("auto", True, False):
+            raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
+        self.compile = compile
+        self.trace_count = 0  # how often a compiled step was traced (for tests and curiosity)
+        self._compiled: weakref.WeakKeyDictionary[Any, Dict[Any, Any]] = weakref.WeakKeyDictionary()
 
     @property
     def distance(self) -> AttackDistance:
@@ -181,109 +194,270 @@ class ALMA(MinimizationAttack):
         if len(x) == 0:
             return restore_type(x)
 
-        lo, hi = model.bounds
-        scale = hi - lo  # the attack runs in coordinates scaled to [0, 1]
-        distance_fn = self._distance.bind(model.bounds, getattr(model, "data_format", None))
-        distance_scale = scale if self._distance.homogeneous else 1.0
-        constraint = targeted_dlr_plus if targeted else dlr_plus
-        steps, check_steps, ndim = self.steps, self.check_steps, x.ndim
-        penalty, kappa = self.penalty, self.logit_tolerance
+        problem = _Problem(
+            model=model,
+            targeted=targeted,
+            lo=model.bounds[0],
+            scale=model.bounds[1] - model.bounds[0],  # the attack runs in [0, 1] coordinates
+            distance_fn=self._distance.bind(model.bounds, getattr(model, "data_format", None)),
+            distance_scale=(model.bounds[1] - model.bounds[0])
+            if self._distance.homogeneous
+            else 1.0,
+        )
+        state = self._first_step(problem, x, classes, self._initial_state(x))
+        step = self._step_function(problem, x, classes)
 
-        def distance(x_adv: ep.Tensor) -> ep.Tensor:
-            return distance_fn(x, x_adv) / distance_scale
-
-        def objective(
-            x_adv: ep.Tensor,
-            rho: ep.Tensor,
-            mu: ep.Tensor,
-            prev_dlr: ep.Tensor,
-            adv_found: ep.Tensor,
-            logit_scale: ep.Tensor,
-            first: bool,
-            check: bool,
-        ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
-            logits = model(x_adv)
-            if first:
-                checks.check_logits(logits, len(x))
-                checks.check_classes_range(classes, logits.shape[-1], targeted)
-                if logits.shape[-1] == 2:  # see constraints: the clean logit gap normalises
-                    logit_scale = stop_gradient(two_class_gap(logits))
-            dlr = constraint(logits, classes, kappa, logit_scale)
-            dist = distance(x_adv)
-            dlr_value = stop_gradient(dlr)
-            if first:
-                prev_dlr = dlr_value
-            elif check:
-                # Algorithm 2, lines 10-12: grow rho while no adversarial is found and the
-                # constraint did not improve by a factor tau over the last M steps.
-                improved = dlr_value < self.tau * prev_dlr
-                rho = ep.where(ep.logical_or(adv_found, improved), rho, self.gamma * rho)
-                prev_dlr = dlr_value
-            if not first:
-                # Lines 5-6: EMA of dP/dy, projected onto [mu_min, mu_max].
-                new_mu = penalty.grad(dlr_value, rho, mu)
-                mu = ep.clip(self.alpha * mu + (1 - self.alpha) * new_mu, MU_MIN, MU_MAX)
-            lagrangian = penalty(dlr, rho, mu)
-            # The distance has no useful (for L2: a NaN) gradient at a zero perturbation, so the
-            # first loss is the penalty term alone.
-            loss = lagrangian if first else dist + lagrangian
-            return loss.sum(), (dlr_value, stop_gradient(dist), rho, mu, prev_dlr, logit_scale)
-
-        loss_and_grad = ep.value_and_grad_fn(x, objective, has_aux=True)
-
-        n = len(x)
-        x_adv = x
-        rho = ep.full(x, (n,), self.rho_init).astype(x.dtype)
-        mu = ep.full(x, (n,), self.mu_init).astype(x.dtype)
-        prev_dlr = ep.zeros(x, (n,)).astype(x.dtype)
-        logit_scale = ep.ones(x, (n,)).astype(x.dtype)
-        lr = ep.full(x, (n,), self.lr_init).astype(x.dtype)
-        optimiser_state = rmsprop_init(x)
-        best_dist = ep.full(x, (n,), math.inf).astype(x.dtype)
-        best_adv = x
-        adv_found = ep.zeros(x, (n,)).bool()
-        step_found = ep.full(x, (n,), steps + 1).astype(x.dtype)
-
-        bar = tqdm(range(steps), desc="ALMA", disable=not self.progress, leave=False)
+        bar = tqdm(range(1, self.steps), desc="ALMA", disable=not self.progress, leave=False)
         for i in bar:
-            first = i == 0
-            check = (i + 1) % check_steps == 0
-            _, aux, grad = loss_and_grad(
-                x_adv, rho, mu, prev_dlr, adv_found, logit_scale, first, check
+            state = step(state, i, x, classes)
+            if self.progress and ((i + 1) % self.check_steps == 0 or i == self.steps - 1):
+                bar.set_postfix(success=f"{state.adv_found.float32().mean().item():.1%}")
+        return restore_type(state.best_adv)
+
+    # -- Algorithm 2 ----------------------------------------------------------------------------
+
+    def _initial_state(self, x: ep.Tensor) -> "ALMAState":
+        n = len(x)
+
+        def per_sample(value: float) -> ep.Tensor:
+            return ep.full(x, (n,), value).astype(x.dtype)
+
+        square_avg, momentum_buffer = rmsprop_init(x)
+        return ALMAState(
+            x_adv=x,
+            rho=per_sample(self.rho_init),
+            mu=per_sample(self.mu_init),
+            prev_dlr=per_sample(0.0),
+            logit_scale=per_sample(1.0),
+            lr=per_sample(self.lr_init),
+            square_avg=square_avg,
+            momentum_buffer=momentum_buffer,
+            adv_found=ep.zeros(x, (n,)).bool(),
+            step_found=per_sample(self.steps + 1),  # no decay until found
+            best_dist=per_sample(math.inf),
+            best_adv=x,
+        )
+
+    def _constraint_and_distance(
+        self,
+        problem: "_Problem",
+        x: ep.Tensor,
+        classes: ep.Tensor,
+        x_adv: ep.Tensor,
+        logits: ep.Tensor,
+        logit_scale: ep.Tensor,
+    ) -> Tuple[ep.Tensor, ep.Tensor]:
+        constraint = targeted_dlr_plus if problem.targeted else dlr_plus
+        dlr = constraint(logits, classes, self.logit_tolerance, logit_scale)
+        dist = problem.distance_fn(x, x_adv) / problem.distance_scale
+        return dlr, dist
+
+    def _first_step(
+        self, problem: "_Problem", x: ep.Tensor, classes: ep.Tensor, state: "ALMAState"
+    ) -> "ALMAState":
+        """Step 0 (eager): checks the logits, takes the penalty term alone (the distance has no
+        useful gradient, for L2 a NaN, at a zero perturbation) and finds the learning rates."""
+
+        def objective(x_adv: ep.Tensor) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
+            logits = problem.model(x_adv)
+            checks.check_logits(logits, len(x))
+            checks.check_classes_range(classes, logits.shape[-1], problem.targeted)
+            logit_scale = state.logit_scale
+            if logits.shape[-1] == 2:  # see constraints: the clean logit gap normalises
+                logit_scale = stop_gradient(two_class_gap(logits))
+            dlr, dist = self._constraint_and_distance(
+                problem, x, classes, x_adv, logits, logit_scale
             )
-            dlr, dist, rho, mu, prev_dlr, logit_scale = aux
+            loss = self.penalty(dlr, state.rho, state.mu)
+            return loss.sum(), (stop_gradient(dlr), stop_gradient(dist), logit_scale)
 
-            # Keep the adversarial with the smallest distance.
-            is_adv = dlr < 0
-            is_both = ep.logical_and(is_adv, dist < best_dist)
-            newly_found = ep.logical_and(is_adv, ep.logical_not(adv_found))
-            step_found = ep.where(newly_found, ep.full_like(step_found, i), step_found)
-            adv_found = ep.logical_or(adv_found, is_adv)
-            best_dist = ep.where(is_both, dist, best_dist)
-            best_adv = ep.where(batch_view(is_both, ndim), x_adv, best_adv)
-
-            grad = grad * scale  # the gradient in [0, 1] coordinates
-            if first and self.init_lr_distance > 0:
-                grad = _replace_vanishing_gradients(grad)
-                lr = find_initial_lr(
-                    lambda u_step: distance(lo + scale * u_step),
-                    (x - lo) / scale,
-                    grad,
-                    self.init_lr_distance,
-                )
-
-            step_lr = exponential_decay(lr, self.lr_reduction, i, step_found, steps)
-            direction, optimiser_state = rmsprop_update(
-                grad, optimiser_state, self.alpha_rms, self.momentum
+        _, (dlr, dist, logit_scale), grad = ep.value_and_grad_fn(x, objective, has_aux=True)(x)
+        grad = grad * problem.scale  # the gradient in [0, 1] coordinates
+        lr = state.lr
+        if self.init_lr_distance > 0:
+            grad = _replace_vanishing_gradients(grad)
+            lo, scale = problem.lo, problem.scale
+            lr = find_initial_lr(
+                lambda u: problem.distance_fn(x, lo + scale * u) / problem.distance_scale,
+                (x - lo) / scale,
+                grad,
+                self.init_lr_distance,
             )
-            x_adv = ep.clip(x_adv - scale * batch_view(step_lr, ndim) * direction, lo, hi)
-            if self.levels is not None:
-                x_adv = _quantise(x_adv, lo, scale, self.levels)
+        state = state._replace(prev_dlr=dlr, logit_scale=logit_scale, lr=lr)
+        return self._advance(problem, state, grad, dlr, dist, 0)
 
-            if self.progress and (check or i == steps - 1):
-                bar.set_postfix(success=f"{adv_found.float32().mean().item():.1%}")
+    def _step(
+        self,
+        problem: "_Problem",
+        state: "ALMAState",
+        i: Any,
+        x: ep.Tensor,
+        classes: ep.Tensor,
+    ) -> "ALMAState":
+        """Step i >= 1 of Algorithm 2: a pure function of the state (``i`` a Python int, or a
+        0-d tensor when the step is compiled)."""
+        check = (i + 1) % self.check_steps == 0
 
-        return restore_type(best_adv)
+        def objective(x_adv: ep.Tensor) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
+            logits = problem.model(x_adv)
+            dlr, dist = self._constraint_and_distance(
+                problem, x, classes, x_adv, logits, state.logit_scale
+            )
+            dlr_value = stop_gradient(dlr)
+            # Lines 10-12: grow rho while no adversarial is found and the constraint did not
+            # improve by a factor tau over the last M steps.
+            improved = dlr_value < self.tau * state.prev_dlr
+            grown = ep.where(
+                ep.logical_or(state.adv_found, improved), state.rho, self.gamma * state.rho
+            )
+            rho = _select(check, grown, state.rho)
+            prev_dlr = _select(check, dlr_value, state.prev_dlr)
+            # Lines 5-6: EMA of dP/dy, projected onto [mu_min, mu_max].
+            new_mu = self.penalty.grad(dlr_value, rho, state.mu)
+            mu = ep.clip(self.alpha * state.mu + (1 - self.alpha) * new_mu, MU_MIN, MU_MAX)
+            # Line 7: the augmented Lagrangian.
+            loss = dist + self.penalty(dlr, rho, mu)
+            return loss.sum(), (dlr_value, stop_gradient(dist), rho, mu, prev_dlr)
+
+        _, aux, grad = ep.value_and_grad_fn(x, objective, has_aux=True)(state.x_adv)
+        dlr, dist, rho, mu, prev_dlr = aux
+        state = state._replace(rho=rho, mu=mu, prev_dlr=prev_dlr)
+        return self._advance(problem, state, grad * problem.scale, dlr, dist, i)
+
+    def _advance(
+        self,
+        problem: "_Problem",
+        state: "ALMAState",
+        grad: ep.Tensor,
+        dlr: ep.Tensor,
+        dist: ep.Tensor,
+        i: Any,
+    ) -> "ALMAState":
+        """Tracks the best adversarial, then takes the RMSProp step and projects onto the box."""
+        ndim = grad.ndim
+        is_adv = dlr < 0
+        is_both = ep.logical_and(is_adv, dist < state.best_dist)
+        newly_found = ep.logical_and(is_adv, ep.logical_not(state.adv_found))
+        step_found = ep.where(newly_found, i * ep.ones_like(state.step_found), state.step_found)
+        best_dist = ep.where(is_both, dist, state.best_dist)
+        best_adv = ep.where(batch_view(is_both, ndim), state.x_adv, state.best_adv)
+        adv_found = ep.logical_or(state.adv_found, is_adv)
+
+        step_lr = exponential_decay(state.lr, self.lr_reduction, i, step_found, self.steps)
+        direction, (square_avg, momentum_buffer) = rmsprop_update(
+            grad,
+            RMSPropState(state.square_avg, state.momentum_buffer),
+            self.alpha_rms,
+            self.momentum,
+        )
+        lo, scale = problem.lo, problem.scale
+        x_adv = ep.clip(state.x_adv - scale * batch_view(step_lr, ndim) * direction, lo, lo + scale)
+        if self.levels is not None:
+            x_adv = _quantise(x_adv, lo, scale, self.levels)
+        return state._replace(
+            x_adv=x_adv,
+            square_avg=square_avg,
+            momentum_buffer=momentum_buffer,
+            adv_found=adv_found,
+            step_found=step_found,
+            best_dist=best_dist,
+            best_adv=best_adv,
+        )
+
+    # -- compilation --------------------------------------------------------------------------
+
+    def _step_function(
+        self, problem: "_Problem", x: ep.Tensor, classes: ep.Tensor
+    ) -> Callable[..., "ALMAState"]:
+        """The step to call for i >= 1: compiled (tf.function / jax.jit) where asked and
+        possible, else eager. Compiled steps are cached per model, input shape and dtype, so a
+        second batch of the same shape reuses the trace."""
+        framework = framework_name(x)
+        use_compiled = self.compile is True or (self.compile == "auto")
+        if not use_compiled or framework not in ("tensorflow", "jax"):
+
+            def eager(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
+                return self._step(problem, state, i, x, classes)
+
+            return eager
+
+        key = (
+            framework,
+            tuple(x.shape),
+            str(x.dtype),
+            str(classes.dtype),
+            problem.targeted,
+            self._settings(),
+        )
+        per_model = self._compiled.setdefault(problem.model, {})
+        if key not in per_model:
+
+            def traced(
+                state: "ALMAState", i: ep.Tensor, x: ep.Tensor, classes: ep.Tensor
+            ) -> "ALMAState":
+                self.trace_count += 1  # runs once per trace, not per call
+                return self._step(problem, state, i, x, classes)
+
+            per_model[key] = compile_step(traced, framework)
+        compiled = per_model[key]
+
+        def call(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
+            step_index = ep.full(x, (), i).astype(x.dtype)
+            return compiled(state, step_index, x, classes)
+
+        return call
+
+    def _settings(self) -> Tuple[Any, ...]:
+        return (
+            self._distance,
+            self.steps,
+            self.penalty,
+            self.lr_reduction,
+            self.check_steps,
+            self.tau,
+            self.gamma,
+            self.alpha,
+            self.alpha_rms,
+            self.momentum,
+            self.logit_tolerance,
+            self.levels,
+        )
+
+
+class ALMAState(NamedTuple):
+    """Everything that changes from one step to the next, per sample (explicit state, so that a
+    step is a pure function and can be compiled)."""
+
+    x_adv: ep.Tensor  # current iterate, in the model's units
+    rho: ep.Tensor  # penalty parameter
+    mu: ep.Tensor  # penalty multiplier
+    prev_dlr: ep.Tensor  # constraint value at the last check
+    logit_scale: ep.Tensor  # 2-class normaliser (ones otherwise)
+    lr: ep.Tensor  # initial learning rate per sample
+    square_avg: ep.Tensor  # RMSProp state
+    momentum_buffer: ep.Tensor
+    adv_found: ep.Tensor  # bool
+    step_found: ep.Tensor  # step at which the sample first became adversarial
+    best_dist: ep.Tensor
+    best_adv: ep.Tensor
+
+
+class _Problem(NamedTuple):
+    """What stays fixed during one run (besides the inputs and classes)."""
+
+    model: Any
+    targeted: bool
+    lo: float
+    scale: float
+    distance_fn: Callable[[ep.Tensor, ep.Tensor], ep.Tensor]
+    distance_scale: float
+
+
+def _select(condition: Any, if_true: ep.Tensor, if_false: ep.Tensor) -> ep.Tensor:
+    """``if_true`` where ``condition`` holds: a Python bool (eager) or a 0-d tensor (compiled)."""
+    if isinstance(condition, bool):
+        return if_true if condition else if_false
+    return ep.where(condition, if_true, if_false)
 
 
 def _read_criterion(criterion: Any) -> Tuple[bool, ep.Tensor]:

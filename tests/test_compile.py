@@ -1,0 +1,90 @@
+"""The compiled step (tf.function, jax.jit) against the eager one, trace counts, and memory that
+does not grow with the number of steps."""
+
+import gc
+
+import numpy as np
+import pytest
+
+from foolbox_alma import ALMA
+from foolbox_alma.alma import ALMA as ALMAClass
+
+
+def problem(fw, n=16, d=30, k=10, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(k, d)).astype(dtype)
+    b = (-w @ np.full(d, 0.5) + 2 * rng.normal(size=k)).astype(dtype)
+    x = rng.uniform(0.45, 0.55, size=(n, d)).astype(dtype)
+    y = (x @ w.T + b).argmax(axis=1)
+    return fw.linear_model(w, b), x, y
+
+
+@pytest.mark.parametrize("distance", ["l2", "l1"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_compiled_and_eager_agree(fw, distance, targeted):
+    if fw.name == "pytorch":
+        pytest.skip("PyTorch always runs eagerly")
+    import foolbox as fb
+
+    with fw.float64():
+        model, x, y = problem(fw, dtype=np.float64)
+        labels = (y + 1) % 10 if targeted else y
+        criterion = fb.criteria.TargetedMisclassification(fw.tensor(labels)) if targeted else None
+        results = []
+        for compile in (True, False):
+            attack = ALMA(distance=distance, steps=40, compile=compile, levels=None)
+            crit = criterion if targeted else fw.tensor(labels)
+            results.append(fw.numpy(attack.run(model, fw.tensor(x), crit)))
+            assert attack.trace_count == (1 if compile else 0)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-9, atol=1e-12)
+    assert not np.array_equal(results[0], x)
+
+
+def test_traced_once_per_model_and_shape(fw):
+    if fw.name == "pytorch":
+        pytest.skip("PyTorch always runs eagerly")
+    model, x, y = problem(fw)
+    attack = ALMA(steps=25)
+    attack(model, fw.tensor(x), fw.tensor(y))
+    assert attack.trace_count == 1  # 24 compiled steps, one trace
+    _, x2, y2 = problem(fw, seed=1)
+    attack(model, fw.tensor(x2), fw.tensor(y2))
+    assert attack.trace_count == 1  # another batch of the same shape: no retracing
+    attack(model, fw.tensor(x2[:5]), fw.tensor(y2[:5]))
+    assert attack.trace_count == 2  # a new shape traces again
+
+
+def _live_tensors(fw):
+    gc.collect()
+    if fw.name == "jax":
+        import jax
+
+        return len(jax.live_arrays())
+    if fw.name == "pytorch":
+        import torch
+
+        return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+    import tensorflow as tf
+
+    eager = type(tf.constant(0.0))
+    return sum(1 for o in gc.get_objects() if isinstance(o, eager))
+
+
+def test_memory_does_not_grow_with_steps(fw, monkeypatch):
+    counts = {}
+    original = ALMAClass._step_function
+
+    def recording(self, problem, x, classes):
+        step = original(self, problem, x, classes)
+
+        def wrapped(state, i, x, classes):
+            if i in (20, 199):
+                counts[i] = _live_tensors(fw)
+            return step(state, i, x, classes)
+
+        return wrapped
+
+    monkeypatch.setattr(ALMAClass, "_step_function", recording)
+    model, x, y = problem(fw)
+    ALMA(steps=200).run(model, fw.tensor(x), fw.tensor(y))
+    assert counts[199] <= counts[20] + 2, counts
