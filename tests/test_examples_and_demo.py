@@ -1,0 +1,76 @@
+"""The examples run and print what they found; the demo runs end to end and writes its PNG."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from frameworks import available
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "script, framework",
+    [
+        ("pytorch_example.py", "pytorch"),
+        ("tensorflow_example.py", "tensorflow"),
+        ("jax_example.py", "jax"),
+    ],
+)
+def test_example_runs(script, framework):
+    if not available(framework):
+        pytest.skip(f"{framework} is not installed")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "success 100%" in out.stdout, out.stdout
+
+
+def test_demo_end_to_end(tmp_path):
+    if not available("pytorch"):
+        pytest.skip("the demo runs the PyTorch model")
+    png = tmp_path / "demo.png"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "foolbox_alma",
+            "demo",
+            "--images",
+            "6",
+            "--steps",
+            "20",
+            "--output",
+            str(png),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    rows = [line for line in lines if line.startswith("| ALMA")]
+    assert [row.split("|")[1].strip() for row in rows] == ["ALMA L2 20", "ALMA L1 20"]
+    for row in rows:
+        fwd_bwd = row.split("|")[4].strip()
+        assert fwd_bwd == "20 / 20"  # counted with hooks: one forward and backward per step
+    from matplotlib.image import imread
+
+    image = imread(png)
+    assert image.shape[0] > 200 and image.shape[1] > 200
+
+
+def test_demo_rejects_bad_flags():
+    out = subprocess.run(
+        [sys.executable, "-m", "foolbox_alma", "demo", "--images", "0", "--output", ""],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "--images must be between 1 and 1000" in out.stderr
