@@ -1,0 +1,208 @@
+"""The model zoo: shipped data and weights, and the SmallCNN in each installed framework.
+
+Oracles: the held-out labels (accuracy), PyTorch's logits stored by
+``scripts/make_reference_logits.py`` (for environments with one framework), and PyTorch live where
+it is installed next to TensorFlow or JAX.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import eagerpy as ep
+import numpy as np
+import pytest
+
+from foolbox_alma import zoo
+
+REFERENCE = Path(__file__).parent / "data" / "smallcnn_reference_logits.npz"
+MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
+LOGIT_ATOL = 1e-4
+MIN_HELDOUT_ACCURACY = 0.985
+# Each framework in its default layout and, where it has one, the other layout.
+LAYOUTS = [
+    ("pytorch", None),
+    ("tensorflow", None),
+    ("tensorflow", "channels_first"),
+    ("jax", None),
+    ("jax", "channels_last"),
+]
+
+_logits_cache: Dict[Tuple[str, Optional[str]], np.ndarray] = {}
+
+
+def heldout_logits(framework: str, data_format: Optional[str]) -> np.ndarray:
+    """Logits of ``zoo.foolbox_model(framework)`` on all 1000 held-out images, computed once."""
+    key = (framework, data_format)
+    if key not in _logits_cache:
+        pytest.importorskip(MODULE[framework])
+        fmodel = zoo.foolbox_model(framework, data_format=data_format)
+        images, _ = zoo.heldout_for(framework, data_format)
+        _logits_cache[key] = ep.astensor(fmodel(images)).numpy()
+    return _logits_cache[key]
+
+
+@pytest.fixture(scope="module")
+def reference() -> Dict[str, Any]:
+    with np.load(REFERENCE) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+# --- data and weights (no framework) ---------------------------------------------------------------
+
+
+def test_import_loads_no_framework() -> None:
+    code = (
+        "import sys, foolbox_alma.zoo; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_heldout_loader_shapes_dtypes_range() -> None:
+    images, labels = zoo.load_mnist_heldout()
+    assert images.shape == (1000, 1, 28, 28) and images.dtype == np.float32
+    assert labels.shape == (1000,) and labels.dtype == np.int64
+    assert images.min() == 0.0 and images.max() == 1.0
+    assert set(np.unique(labels)) == set(range(10))
+
+    some, some_labels = zoo.load_mnist_heldout(n=5, offset=10)
+    assert some.shape == (5, 1, 28, 28) and some_labels.shape == (5,)
+    np.testing.assert_array_equal(some, images[10:15])
+    np.testing.assert_array_equal(some_labels, labels[10:15])
+    assert zoo.load_mnist_heldout(offset=990)[0].shape == (10, 1, 28, 28)
+    with pytest.raises(ValueError, match="held-out"):
+        zoo.load_mnist_heldout(n=10, offset=995)
+
+
+def test_weights_archive_layout_and_meta() -> None:
+    weights = zoo.load_weights()
+    assert list(weights) == list(zoo.PARAMETER_SHAPES)
+    for key, shape in zoo.PARAMETER_SHAPES.items():
+        assert weights[key].shape == shape and weights[key].dtype == np.float32
+        assert np.isfinite(weights[key]).all()
+    meta = zoo.weights_info()
+    assert meta["train_images"] == [0, 9000] and meta["heldout_images"] == [9000, 10000]
+    assert meta["heldout_accuracy"] >= MIN_HELDOUT_ACCURACY
+
+
+def test_load_weights_unknown_name_lists_available() -> None:
+    with pytest.raises(ValueError, match=r"unknown zoo model 'resnet50'; available: smallcnn"):
+        zoo.load_weights("resnet50")
+    with pytest.raises(ValueError, match="unknown framework"):
+        zoo.foolbox_model("mxnet")
+
+
+def test_load_weights_from_path(tmp_path: Path) -> None:
+    weights = zoo.load_weights()
+    path = tmp_path / "copy.npz"
+    np.savez(path, meta=np.array(json.dumps({"note": "copy"})), **weights)
+    loaded = zoo.load_weights(path=path)
+    assert zoo.weights_sha256(loaded) == zoo.weights_sha256(weights)
+    assert zoo.weights_info(path=path) == {"note": "copy"}
+
+    broken = dict(weights)
+    broken["classifier.fc3.weight"] = broken["classifier.fc3.weight"][:5]
+    np.savez(path, **broken)
+    with pytest.raises(ValueError, match="wrong shapes"):
+        zoo.load_weights(path=path)
+    del broken["classifier.fc3.bias"]
+    np.savez(path, **broken)
+    with pytest.raises(ValueError, match=r"missing keys \['classifier.fc3.bias'\]"):
+        zoo.load_weights(path=path)
+
+
+def test_reference_logits_belong_to_shipped_weights(reference: Dict[str, Any]) -> None:
+    assert str(reference["weights_sha256"]) == zoo.weights_sha256(zoo.load_weights()), (
+        "the shipped weights changed: rerun scripts/make_reference_logits.py"
+    )
+    assert reference["logits"].shape == (1000, 10) and reference["logits"].dtype == np.float32
+    np.testing.assert_array_equal(reference["labels"], zoo.load_mnist_heldout()[1])
+    np.testing.assert_array_equal(reference["indices"], np.arange(9000, 10000))
+
+
+# --- each framework --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framework, data_format", LAYOUTS)
+def test_heldout_accuracy(framework: str, data_format: Optional[str]) -> None:
+    logits = heldout_logits(framework, data_format)
+    _, labels = zoo.load_mnist_heldout()
+    assert (logits.argmax(axis=1) == labels).mean() >= MIN_HELDOUT_ACCURACY
+
+
+@pytest.mark.parametrize("framework, data_format", LAYOUTS)
+def test_logits_match_pytorch_reference(
+    framework: str, data_format: Optional[str], reference: Dict[str, Any]
+) -> None:
+    logits = heldout_logits(framework, data_format)
+    assert logits.shape == (1000, 10)
+    np.testing.assert_allclose(logits, reference["logits"], rtol=0, atol=LOGIT_ATOL)
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "jax"])
+def test_logits_match_pytorch_live(framework: str) -> None:
+    pytest.importorskip("torch")
+    np.testing.assert_allclose(
+        heldout_logits(framework, None), heldout_logits("pytorch", None), rtol=0, atol=LOGIT_ATOL
+    )
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "jax"])
+def test_input_gradients_match_pytorch_live(framework: str) -> None:
+    """Attacks follow gradients: those of a logit difference (what DLR-type losses use) agree.
+
+    The images are squeezed into [0.01, 0.99] and jittered: on exact ties (blank or saturated
+    regions) max pooling may route the gradient to a different, equally valid, input.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip(MODULE[framework])
+    images, labels = zoo.load_mnist_heldout(n=8)
+    jitter = np.random.default_rng(0).uniform(-0.005, 0.005, images.shape).astype(np.float32)
+    images = images * 0.98 + 0.01 + jitter
+    eye = np.eye(10, dtype=np.float32)
+    weights = eye[labels] - eye[(labels + 1) % 10]  # logit of the label minus the next class's
+
+    def input_gradient(framework: str) -> np.ndarray:
+        fmodel = zoo.foolbox_model(framework, data_format="channels_first")
+        x = ep.from_numpy(ep.astensor(zoo.heldout_for(framework, n=1)[0]), images)
+        w = ep.from_numpy(x, weights)
+        return ep.value_and_grad(lambda inputs: (fmodel(inputs) * w).sum(), x)[1].numpy()
+
+    grad, expected = input_gradient(framework), input_gradient("pytorch")
+    scale = np.abs(expected).max()
+    assert scale > 0.1
+    np.testing.assert_allclose(grad, expected, rtol=0, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"])
+def test_foolbox_model_data_format(framework: str) -> None:
+    pytest.importorskip(MODULE[framework])
+    default = zoo.DEFAULT_DATA_FORMAT[framework]
+    assert zoo.foolbox_model(framework).data_format == default
+    assert tuple(zoo.heldout_for(framework, n=2)[0].shape) == (
+        (2, 1, 28, 28) if default == "channels_first" else (2, 28, 28, 1)
+    )
+    if framework == "pytorch":
+        with pytest.raises(ValueError, match="channels_first"):
+            zoo.foolbox_model(framework, data_format="channels_last")
+        assert not zoo.smallcnn_torch().training
+    else:
+        other = "channels_first" if default == "channels_last" else "channels_last"
+        assert zoo.foolbox_model(framework, data_format=other).data_format == other
+
+
+def test_jax_pure_apply_matches_bound_function() -> None:
+    pytest.importorskip("jax")
+    forward = zoo.smallcnn_jax()
+    images, _ = zoo.heldout_for("jax", n=4)
+    logits = np.asarray(forward(images))
+    np.testing.assert_array_equal(np.asarray(forward.apply(forward.params, images)), logits)
+    # Not jitted: XLA may fuse differently, so equal up to float32 rounding only.
+    unjitted = np.asarray(zoo.smallcnn_apply(zoo.jax_params(), images))
+    np.testing.assert_allclose(unjitted, logits, rtol=0, atol=1e-5)
