@@ -22,6 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(handler=demo.main)
+
+    from .bench import cli as bench
+
+    bench_parser = commands.add_parser(
+        "bench",
+        help="benchmark ALMA against Foolbox's and adv_lib's attacks (the paper's metrics)",
+        description=bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(handler=bench.main)
     return parser
 
 

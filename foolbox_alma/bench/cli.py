@@ -1,0 +1,210 @@
+"""``foolbox-alma bench`` (also ``python -m foolbox_alma.bench``): ALMA against its peers.
+
+Runs ALMA and the baselines (Foolbox's DDN, FMN L1/L2, C&W L2, EAD; the authors' adv_lib ALMA, DDN
+and FMN when adv-lib is installed) on a shipped model and held-out MNIST images, and writes to
+``--out``: ``table.md`` (the paper's columns: ASR, median distance with failures as +inf, counted
+forwards/backwards per image, seconds; plus the time over plain forward+backward passes and
+AttackBench's optimality), ``results.json`` (per-image distances and all settings),
+``robust_accuracy.png`` (one panel per distance) and ``report.md``. Every attack's result is also
+saved under ``--out``/attacks/, and a rerun with the same settings skips it (``--force`` reruns).
+
+Presets: ``quick`` (200 images, 100 steps, a few minutes on 2 CPU cores) and ``paper`` (1000
+images, 100 and 1000 steps: hours on a CPU; resumable). Explicit flags override the preset.
+``--collect DIR ... --write BENCHMARKS.md`` assembles the reports of finished runs.
+"""
+
+import argparse
+import shlex
+import sys
+from typing import Any, Dict, List, Optional
+
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "quick": {"images": 200, "steps": [100], "floor_passes": 200, "out": "bench_results/quick"},
+    "paper": {
+        "images": 1000,
+        "steps": [100, 1000],
+        "floor_passes": 200,
+        "out": "bench_results/paper",
+    },
+}
+DEFAULTS: Dict[str, Any] = {"images": 200, "steps": [100], "floor_passes": None}
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"step budgets must be positive integers, got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> List[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="quick or paper settings")
+    parser.add_argument("--model", default="smallcnn", help="zoo model name (default smallcnn)")
+    parser.add_argument(
+        "--framework",
+        default="torch",
+        choices=("torch", "pytorch", "tensorflow", "tf", "jax"),
+        help="framework of the model (default torch)",
+    )
+    parser.add_argument(
+        "--attacks",
+        type=_name_list,
+        help="comma-separated attacks or groups (all, l1, l2, alma, ours, foolbox, adv_lib); "
+        "default: every attack available on the framework",
+    )
+    parser.add_argument("--images", type=int, help="held-out images (max 1000; preset: 200)")
+    parser.add_argument("--offset", type=int, default=0, help="first held-out image")
+    parser.add_argument(
+        "--steps", type=_int_list, help="step budget(s), comma-separated (preset: 100)"
+    )
+    parser.add_argument("--batch-size", type=int, default=1000, help="images per attack call")
+    parser.add_argument("--seed", type=int, default=0, help="framework seed before each attack")
+    parser.add_argument("--out", help="output folder (default bench_results/<preset or run>)")
+    parser.add_argument(
+        "--floor-passes",
+        type=int,
+        help="at most this many plain forward+backward passes timed per batch (half before, "
+        "half after the attack; presets: 200; else as many as the attack's budget)",
+    )
+    parser.add_argument("--title", help="section title in the report")
+    parser.add_argument("--force", action="store_true", help="rerun attacks already saved")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument(
+        "--list", action="store_true", help="list the attacks and groups, then exit"
+    )
+    parser.add_argument(
+        "--collect",
+        nargs="+",
+        metavar="DIR",
+        help="instead of running: gather the reports of these output folders",
+    )
+    parser.add_argument(
+        "--write", default="BENCHMARKS.md", help="file --collect writes (default BENCHMARKS.md)"
+    )
+    parser.add_argument(
+        "--figures-dir",
+        default="docs",
+        help="folder --collect copies the PNGs into (default docs; '' for none)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from . import report
+    from .attacks import ATTACKS, GROUPS
+
+    if args.list:
+        for spec in ATTACKS.values():
+            print(f"{spec.name:18s} {spec.label:5s} {spec.distance:4s} {spec.source}")
+        print("groups:", ", ".join(GROUPS))
+        return 0
+    if args.collect:
+        figures = args.figures_dir or None
+        report.collect(args.collect, args.write, figures_dir=figures)
+        print(f"wrote {args.write}")
+        return 0
+
+    settings = dict(PRESETS[args.preset] if args.preset else DEFAULTS)
+    for name in ("images", "steps", "floor_passes", "out"):
+        value = getattr(args, name)
+        if value is not None:
+            settings[name] = value
+    out = settings.get("out") or "bench_results/run"
+    images = settings["images"]
+    if not 1 <= images <= 1000 - args.offset:
+        raise ValueError(f"--images must be between 1 and {1000 - args.offset}, got {images}")
+
+    fmodel, x, y = load_model_and_images(args.model, args.framework, images, args.offset)
+    command = _command(args)
+    from .runner import run_benchmark
+
+    run = run_benchmark(
+        fmodel,
+        x,
+        y,
+        attacks=args.attacks,
+        steps=settings["steps"],
+        batch_size=args.batch_size,
+        seed=args.seed,
+        out=out,
+        resume=not args.force,
+        floor_passes=settings["floor_passes"],
+        progress=not args.no_progress,
+        model_name=args.model,
+        info={
+            "command": command,
+            "data": f"MNIST t10k images {9000 + args.offset}..{9000 + args.offset + images - 1}, "
+            "never seen in training",
+        },
+    )
+    steps = "/".join(str(s) for s in settings["steps"])
+    title = args.title or (
+        f"{args.model} ({run.info['framework']}), {images} images, {steps} steps"
+    )
+    paths = report.write_outputs(run, out, title)
+    print(report.format_table(run))
+    for note in report.findings(run):
+        print("*", note)
+    print("wrote", ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def load_model_and_images(model: str, framework: str, images: int, offset: int = 0) -> Any:
+    """A shipped model as a Foolbox model and held-out images as native tensors."""
+    from .. import zoo
+
+    fmodel = zoo.foolbox_model(framework, model)
+    x, y = zoo.heldout_for(framework, n=images, offset=offset)
+    return fmodel, x, y
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run (the options that differ from the defaults)."""
+    defaults = build_parser()
+    parts = ["foolbox-alma", "bench"]
+    for action in defaults._actions:
+        if not action.option_strings or action.dest in ("help", "list", "collect", "write"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value == action.default or action.dest == "figures_dir":
+            continue
+        flag = action.option_strings[0]
+        if isinstance(value, bool):
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts += [flag, ",".join(str(v) for v in value)]
+        else:
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m foolbox_alma.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return parser
+
+
+def run_cli(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``python -m foolbox_alma.bench``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return main(args)
+    except (ValueError, ImportError) as error:
+        print(f"foolbox-alma bench: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli())

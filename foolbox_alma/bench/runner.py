@@ -1,0 +1,494 @@
+"""Runs the attacks on one model and one set of images, and keeps what each one did.
+
+For every attack and every batch: the framework's seed is reset, half of the floor passes are
+timed, the attack runs with its passes counted (see :mod:`foolbox_alma.counting`), the other half
+of the floor passes are timed; then the returned points are checked with the model (untimed,
+uncounted) and their distances measured in float64. Each attack's result is saved as one JSON file
+when an output folder is given, and a later run with the same settings reuses it.
+"""
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import eagerpy as ep
+import foolbox as fb
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import metrics
+from ..counting import counted_model, torch_module_of
+from .attacks import AttackSpec, select
+from .timing import floor_pass, time_passes
+
+RESULT_VERSION = 1
+
+
+@dataclass
+class AttackResult:
+    """What one attack did at one step budget, per sample and in total.
+
+    ``distances`` are those of the returned points (in the model's input units for L1/L2);
+    ``success`` says which of them the model misclassifies. ``seconds`` is the attack's time over
+    all batches, ``floor_seconds`` the estimated time of as many plain forward+backward passes as
+    the attack made (counted backwards), measured around each batch.
+    """
+
+    name: str
+    label: str
+    source: str
+    distance: str
+    steps: int
+    budget: str
+    settings: Dict[str, Any]
+    distances: np.ndarray
+    success: np.ndarray
+    forwards: float
+    backwards: float
+    seconds: float
+    floor_seconds: float
+    floor_passes_timed: int
+    batches: List[Dict[str, Any]] = field(default_factory=list)
+    identity: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.steps}"
+
+    @property
+    def asr(self) -> float:
+        return metrics.success_rate(self.success)
+
+    @property
+    def median(self) -> float:
+        return metrics.median_distance(self.distances, self.success)
+
+    @property
+    def distances_with_failures(self) -> np.ndarray:
+        return metrics.distances_with_failures(self.distances, self.success)
+
+    @property
+    def overhead(self) -> float:
+        """Attack time / time of the same number of plain forward+backward passes."""
+        return self.seconds / self.floor_seconds if self.floor_seconds > 0 else math.nan
+
+    def to_json(self) -> Dict[str, Any]:
+        record = asdict(self)
+        record["distances"] = [float(d) for d in self.distances]
+        record["success"] = [bool(s) for s in self.success]
+        record["version"] = RESULT_VERSION
+        return record
+
+    @classmethod
+    def from_json(cls, record: Dict[str, Any]) -> "AttackResult":
+        record = dict(record)
+        record.pop("version", None)
+        record["distances"] = np.asarray(record["distances"], dtype=np.float64)
+        record["success"] = np.asarray(record["success"], dtype=bool)
+        return cls(**record)
+
+
+@dataclass
+class BenchmarkRun:
+    """The results of one benchmark run and what it ran on."""
+
+    results: List[AttackResult]
+    labels: np.ndarray
+    clean_accuracy: float
+    info: Dict[str, Any]
+
+    def by_distance(self) -> Dict[str, List[AttackResult]]:
+        groups: Dict[str, List[AttackResult]] = {}
+        for r in self.results:
+            groups.setdefault(r.distance, []).append(r)
+        return groups
+
+    def best_distances(self, distance: str) -> np.ndarray:
+        """Per-sample best distance over every attack of the run that measures ``distance``."""
+        return metrics.best_distances(
+            [r.distances_with_failures for r in self.by_distance()[distance]]
+        )
+
+    def optimality(self, result: AttackResult) -> float:
+        return metrics.optimality(
+            result.distances_with_failures,
+            self.best_distances(result.distance),
+            self.clean_accuracy,
+        )
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "info": self.info,
+            "clean_accuracy": self.clean_accuracy,
+            "labels": [int(v) for v in self.labels],
+            "optimality": {r.key: _finite_or_none(self.optimality(r)) for r in self.results},
+            "eps_max": {
+                d: _finite_or_none(_largest_finite(self.best_distances(d)))
+                for d in self.by_distance()
+            },
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+def run_benchmark(
+    fmodel: fb.Model,
+    images: Any,
+    labels: Any,
+    attacks: Optional[Sequence[Union[str, AttackSpec]]] = None,
+    *,
+    steps: Union[int, Sequence[int]] = 100,
+    batch_size: Optional[int] = None,
+    seed: int = 0,
+    out: Union[str, Path, None] = None,
+    resume: bool = True,
+    floor_passes: Optional[int] = None,
+    progress: bool = True,
+    model_name: str = "custom",
+    info: Optional[Dict[str, Any]] = None,
+) -> BenchmarkRun:
+    """Runs ``attacks`` (untargeted) at each step budget on ``(images, labels)``.
+
+    Args:
+        fmodel: Any Foolbox model with gradients (PyTorch, TensorFlow, JAX).
+        images: Native tensor of inputs within ``fmodel.bounds``.
+        labels: Native tensor of integer labels.
+        attacks: Registry names, groups (``"l1"``, ``"foolbox"``...) or :class:`AttackSpec`
+            objects; None runs every attack available on the framework.
+        steps: One step budget or several (each attack runs once per budget).
+        batch_size: Images per attack call (all at once when None).
+        seed: Framework seed, reset before every attack and batch.
+        out: Folder for one JSON file per attack (``attacks/<name>@<steps>.json``); with
+            ``resume`` an attack whose file holds the same settings is not run again.
+        resume: Reuse saved results with the same settings.
+        floor_passes: At most this many plain passes timed per batch (half before, half after
+            the attack); None times as many as the budget allows (the fairest, most costly).
+        progress: One progress bar per attack (in passes per sample).
+        model_name: Recorded with the results, and part of the settings a resumed run matches.
+        info: Extra metadata recorded with the run.
+    """
+    x, y = ep.astensor(images), ep.astensor(labels)
+    framework = _framework(x)
+    budgets = [steps] if isinstance(steps, int) else list(steps)
+    specs = _specs(attacks, framework)
+    n = len(x)
+    batch_size = batch_size or max(n, 1)
+    data_digest = _digest(x, y)
+    out_dir = Path(out) / "attacks" if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    run_info = machine_info()
+    run_info.update(
+        framework=framework,
+        model=model_name,
+        images=n,
+        batch_size=batch_size,
+        seed=seed,
+        steps=budgets,
+        floor_passes=floor_passes,
+        data_sha256=data_digest,
+        started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        load_average_start=_load_average(),
+    )
+    run_info.update(info or {})
+
+    results: List[AttackResult] = []
+    with _frozen_parameters(fmodel):
+        y_np = y.numpy()
+        clean_predictions = _predict(fmodel, x, batch_size)
+        clean_accuracy = float((clean_predictions == y_np).mean()) if n else math.nan
+        for budget in budgets:
+            for spec in specs:
+                run_fn, settings = spec.build(budget)
+                identity = {
+                    "attack": spec.name,
+                    "settings": _jsonable(settings),
+                    "model": model_name,
+                    "framework": framework,
+                    "images": n,
+                    "data_sha256": data_digest,
+                    "batch_size": batch_size,
+                    "seed": seed,
+                    "floor_passes": floor_passes,
+                }
+                path = out_dir / f"{spec.name}@{budget}.json" if out_dir is not None else None
+                cached = _load(path, identity) if (resume and path is not None) else None
+                if cached is not None:
+                    if progress:
+                        tqdm.write(f"{spec.name}@{budget}: reusing {path}")
+                    results.append(cached)
+                    continue
+                result = _run_attack(
+                    spec,
+                    budget,
+                    run_fn,
+                    settings,
+                    fmodel,
+                    x,
+                    y,
+                    batch_size,
+                    seed,
+                    floor_passes,
+                    progress,
+                )
+                result.identity = identity
+                if path is not None:
+                    _save(path, result)
+                results.append(result)
+    run_info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    run_info["load_average_end"] = _load_average()
+    return BenchmarkRun(results, y_np, clean_accuracy, run_info)
+
+
+def _run_attack(
+    spec: AttackSpec,
+    steps: int,
+    run_fn: Any,
+    settings: Dict[str, Any],
+    fmodel: fb.Model,
+    x: ep.Tensor,
+    y: ep.Tensor,
+    batch_size: int,
+    seed: int,
+    floor_passes: Optional[int],
+    progress: bool,
+) -> AttackResult:
+    n = len(x)
+    nominal = spec.nominal_passes(steps)
+    per_side = max(1, (nominal if floor_passes is None else min(nominal, floor_passes)) // 2)
+    distances, success = [], []
+    forwards = backwards = 0
+    seconds = floor_seconds = 0.0
+    timed = 0
+    batches = []
+    bar = tqdm(
+        total=nominal,
+        desc=f"{spec.name}@{steps}",
+        unit="step",
+        disable=not progress,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]",
+    )
+    with counted_model(fmodel) as (model, module, counting):
+        for lo in range(0, n, batch_size):
+            xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
+            # through the model the attack gets, so that both pay for the counting
+            floor = floor_pass(model, xb.raw, yb.raw)
+            before = time_passes(floor, per_side)
+
+            _seed(x, seed)
+            counter = counting.counter
+            fw0, bw0 = counter.forward_samples, counter.backward_samples
+            counter.listener = lambda samples: bar.update(samples / n)
+            start = time.perf_counter()
+            adv = run_fn(model, module, xb.raw, yb.raw)
+            adv = np.array(ep.astensor(adv).numpy())  # waits for the result
+            seconds_batch = time.perf_counter() - start
+            seconds += seconds_batch
+            counter.listener = None
+            counter = counting.counter
+            forwards += counter.forward_samples - fw0
+            bw_batch = counter.backward_samples - bw0
+            backwards += bw_batch
+
+            after = time_passes(floor, per_side)
+            floor_batch = (before + after) / (2 * per_side) * bw_batch / len(xb)
+            floor_seconds += floor_batch
+            timed += 2 * per_side
+            batches.append(
+                {
+                    "images": len(xb),
+                    "seconds": seconds_batch,
+                    "floor_seconds": floor_batch,
+                    "floor_before": before,
+                    "floor_after": after,
+                    "floor_passes_each_side": per_side,
+                    "forward_samples": counter.forward_samples - fw0,
+                    "backward_samples": bw_batch,
+                    "load_average": _load_average(),
+                }
+            )
+
+            adv_e = ep.from_numpy(xb, adv)
+            success.append(_predict(fmodel, adv_e, len(xb)) != yb.numpy())
+            distances.append(measure(spec.distance, fmodel, xb, adv_e))
+            bar.n = backwards / n
+            bar.refresh()
+    bar.close()
+    return AttackResult(
+        name=spec.name,
+        label=spec.label,
+        source=spec.source,
+        distance=spec.distance,
+        steps=steps,
+        budget=spec.budget(steps),
+        settings=_jsonable(settings),
+        distances=np.concatenate(distances) if distances else np.zeros(0),
+        success=np.concatenate(success) if success else np.zeros(0, bool),
+        forwards=forwards / n if n else math.nan,
+        backwards=backwards / n if n else math.nan,
+        seconds=seconds,
+        floor_seconds=floor_seconds,
+        floor_passes_timed=timed,
+        batches=batches,
+    )
+
+
+def measure(distance: str, fmodel: fb.Model, x: ep.Tensor, adv: ep.Tensor) -> np.ndarray:
+    """Per-sample distances in float64: L1/L2 in NumPy, others with the package's distance."""
+    if distance in ("l1", "l2"):
+        delta = (adv.numpy().astype(np.float64) - x.numpy().astype(np.float64)).reshape(len(x), -1)
+        return np.abs(delta).sum(1) if distance == "l1" else np.sqrt((delta**2).sum(1))
+    from ..distances import get_distance
+
+    fn = get_distance(distance).bind(fmodel.bounds, getattr(fmodel, "data_format", None))
+    return fn(x, adv).numpy().astype(np.float64)
+
+
+def _predict(fmodel: fb.Model, x: ep.Tensor, batch_size: int) -> np.ndarray:
+    predictions = [
+        fmodel(x[lo : lo + batch_size]).argmax(axis=-1).numpy()
+        for lo in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
+
+
+def _specs(attacks: Optional[Sequence[Union[str, AttackSpec]]], framework: str) -> List[AttackSpec]:
+    if attacks is None:
+        return select(None, framework)
+    names = [a for a in attacks if isinstance(a, str)]
+    specs = select(names, framework) if names else []
+    specs += [a for a in attacks if isinstance(a, AttackSpec)]
+    return specs
+
+
+def _framework(x: ep.Tensor) -> str:
+    for cls, name in (
+        (ep.PyTorchTensor, "pytorch"),
+        (ep.TensorFlowTensor, "tensorflow"),
+        (ep.JAXTensor, "jax"),
+    ):
+        if isinstance(x, cls):
+            return name
+    raise TypeError(f"the benchmark needs PyTorch, TensorFlow or JAX tensors, got {type(x)}")
+
+
+def _seed(x: ep.Tensor, seed: int) -> None:
+    np.random.seed(seed)
+    if isinstance(x, ep.PyTorchTensor):
+        import torch
+
+        torch.manual_seed(seed)
+    elif isinstance(x, ep.TensorFlowTensor):
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
+    elif isinstance(x, ep.JAXTensor):
+        import jax
+
+        ep.JAXTensor.key = jax.random.PRNGKey(seed)
+
+
+@contextlib.contextmanager
+def _frozen_parameters(fmodel: fb.Model) -> Iterator[None]:
+    """PyTorch parameters without gradients during the run (as adv_lib's benchmarks do): every
+    attack and the floor then differentiate with respect to the inputs only."""
+    module = torch_module_of(fmodel)
+    if module is None:
+        yield
+        return
+    previous = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in previous:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in previous:
+            p.requires_grad_(flag)
+
+
+def _digest(x: ep.Tensor, y: ep.Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x.numpy()).tobytes())
+    h.update(np.ascontiguousarray(y.numpy()).astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _load(path: Optional[Path], identity: Dict[str, Any]) -> Optional[AttackResult]:
+    if path is None or not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("version") != RESULT_VERSION or record.get("identity") != identity:
+        return None
+    return AttackResult.from_json(record)
+
+
+def _save(path: Path, result: AttackResult) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=1))
+    os.replace(tmp, path)
+
+
+def _largest_finite(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else math.nan
+
+
+def _finite_or_none(value: float) -> Optional[float]:
+    return value if math.isfinite(value) else None
+
+
+def _load_average() -> Optional[List[float]]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info() -> Dict[str, Any]:
+    """CPU, cores, Python and framework versions (what the timings depend on)."""
+    import importlib.metadata
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("foolbox-alma", "foolbox", "eagerpy", "torch", "tensorflow", "jax", "adv-lib"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    info: Dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return info

@@ -1,0 +1,229 @@
+"""The benchmark: its metrics against closed forms, pass counting against known call counts on
+each backend (eagerly and inside compiled code), and the command line end to end."""
+
+import json
+import math
+
+import eagerpy as ep
+import numpy as np
+import pytest
+from frameworks import Framework
+
+from foolbox_alma import ALMA, metrics
+from foolbox_alma.bench import attacks as registry
+from foolbox_alma.bench import run_benchmark
+from foolbox_alma.cli import main as cli_main
+from foolbox_alma.counting import CountingModel, counted_model
+
+# -- metrics: closed forms --------------------------------------------------------------------
+
+
+def test_median_counts_failures_as_infinite():
+    d = np.array([1.0, 2.0, 3.0, 4.0])
+    assert metrics.median_distance(d, [True] * 4) == 2.5
+    assert metrics.median_distance(d, [True, True, True, False]) == 2.5  # 1, 2, 3, inf
+    assert metrics.median_distance(d, [True, True, False, False]) == math.inf  # ASR 50%, even n
+    assert metrics.median_distance([1.0, 2.0, 3.0], [True, True, False]) == 2.0  # 1, 2, inf
+    assert metrics.median_distance([1.0, 2.0, 3.0], [True, False, False]) == math.inf
+    assert metrics.format_median(math.inf) == "-"
+    assert math.isnan(metrics.median_distance([], []))
+
+
+def test_robust_accuracy_is_the_share_farther_than_epsilon():
+    d = np.array([0.0, 1.0, 2.0, np.inf])
+    ra = metrics.robust_accuracy(d, [0.0, 0.5, 1.0, 1.5, 2.0, 1e9])
+    np.testing.assert_allclose(ra, [0.75, 0.75, 0.5, 0.5, 0.25, 0.25])
+
+
+def test_area_is_the_mean_of_clipped_distances():
+    d = np.array([0.5, 1.0, 3.0, np.inf])
+    grid = np.linspace(0, 2, 200001)
+    ra = metrics.robust_accuracy(d, grid)
+    numeric = np.sum((ra[1:] + ra[:-1]) / 2 * np.diff(grid))  # trapezoidal rule
+    assert metrics.area_under_robust_accuracy(d, 2.0) == pytest.approx(numeric, abs=1e-4)
+    assert metrics.area_under_robust_accuracy(d, 2.0) == pytest.approx((0.5 + 1 + 2 + 2) / 4)
+
+
+def test_optimality_of_the_best_attack_is_one():
+    rng = np.random.default_rng(0)
+    best = rng.uniform(0.1, 3.0, size=100)
+    worse = best * rng.uniform(1.0, 2.0, size=100)
+    combined = metrics.best_distances([best, worse])
+    np.testing.assert_array_equal(combined, best)
+    assert metrics.optimality(best, combined, clean_accuracy=1.0) == pytest.approx(1.0)
+    assert metrics.optimality(worse, combined, clean_accuracy=1.0) < 1.0
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.25, 2.0, 4.0])
+def test_optimality_of_distances_scaled_by_c_is_one_over_c(factor):
+    """Best distances spread uniformly over (0, 1]: A(best) = 1/2 and, for c >= 1,
+    A(c * best) = 1 - 1/(2c), so optimality = (1 - A(c best)) / (1 - A(best)) = 1/c (up to 1/n)."""
+    n = 100_000
+    best = (np.arange(n) + 0.5) / n
+    value = metrics.optimality(factor * best, best, clean_accuracy=1.0)
+    assert value == pytest.approx(1 / factor, abs=1e-4)
+
+
+def test_optimality_with_failures_and_misclassified_inputs():
+    """Half the inputs misclassified (distance 0); the attack fails on the others: optimality 0.
+    An attack that finds the best on half of the robust inputs and fails on the rest: the
+    area ratio is computed by hand."""
+    best = np.array([0.0, 0.0, 1.0, 2.0])
+    clean_accuracy = 0.5
+    nothing = np.array([0.0, 0.0, np.inf, np.inf])
+    assert metrics.optimality(nothing, best, clean_accuracy) == pytest.approx(0.0)
+    half = np.array([0.0, 0.0, 1.0, np.inf])
+    # eps_max = 2 (the largest finite best): the failure is clipped to 2 like the best's 2, so
+    # over [0, 2] both curves enclose the same area: A_worst = 1, A = (1 + 2) / 4.
+    assert metrics.optimality(half, best, clean_accuracy) == pytest.approx(1.0)
+    assert metrics.optimality(half, best, clean_accuracy, eps_max=3.0) == pytest.approx(
+        (1.5 - (1 + 3) / 4) / (1.5 - (1 + 2) / 4)
+    )
+    assert math.isnan(metrics.optimality(nothing, nothing, clean_accuracy))
+
+
+# -- counting: known numbers of calls, eager and compiled -------------------------------------
+
+
+def _tiny_model(fw: Framework):
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(10, 12)).astype(np.float32)
+    bias = rng.normal(size=10).astype(np.float32)
+    x = rng.uniform(0, 1, size=(6, 12)).astype(np.float32)
+    return fw.linear_model(weight, bias), fw.tensor(x), fw.tensor(np.arange(6) % 10)
+
+
+def _gradient(model, x):
+    def loss(inputs):
+        return model(inputs).sum()
+
+    return ep.value_and_grad(loss, ep.astensor(x))[1]
+
+
+def _compiled_gradient(fw: Framework, model):
+    """The gradient as the framework compiles it (plain function on PyTorch)."""
+    raw = lambda x: _gradient(model, x).raw  # noqa: E731
+    if fw.name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(raw)
+    if fw.name == "jax":
+        import jax
+
+        return jax.jit(raw)
+    return raw
+
+
+def test_counting_model_counts_eager_and_compiled_passes(fw):
+    fmodel, x, _ = _tiny_model(fw)
+    counted = CountingModel(fmodel)
+    for _ in range(3):
+        counted(x)
+    for _ in range(2):
+        _gradient(counted, x)
+    compiled = _compiled_gradient(fw, counted)
+    for _ in range(4):  # traced once, run four times: counted four times
+        compiled(x)
+    assert counted.counter.per_sample(len(x)) == (3 + 2 + 4, 2 + 4)
+    counted.reset()
+    assert counted.counter.per_sample(len(x)) == (0, 0)
+
+
+def test_alma_makes_one_forward_and_one_backward_per_step(fw):
+    fmodel, x, y = _tiny_model(fw)
+    with counted_model(fmodel) as (model, module, counting):
+        ALMA(steps=7).run(model, x, y)
+    assert counting.counter.per_sample(len(x)) == (7, 7)
+
+
+def test_torch_hooks_count_direct_module_calls():
+    torch = pytest.importorskip("torch")
+    fmodel, x, _ = _tiny_model(Framework("pytorch"))
+    with counted_model(fmodel) as (model, module, counting):
+        assert model is fmodel and isinstance(module, torch.nn.Module)
+        module(x)  # a direct call, as adv_lib's attacks make
+        xg = x.clone().requires_grad_()
+        module(xg).sum().backward()
+    assert counting.counter.per_sample(len(x)) == (2, 1)
+
+
+def test_run_benchmark_on_any_foolbox_model(fw):
+    fmodel, x, y = _tiny_model(fw)
+    y = ep.astensor(fmodel(x)).argmax(axis=-1).raw  # all correctly classified
+    run = run_benchmark(fmodel, x, y, attacks=["alma-l2", "fmn-l2"], steps=5, progress=False)
+    assert run.clean_accuracy == 1.0
+    assert [r.key for r in run.results] == ["alma-l2@5", "fmn-l2@5"]
+    for r in run.results:
+        assert (r.forwards, r.backwards) == (5, 5)
+        assert r.seconds > 0 and r.floor_seconds > 0 and r.floor_passes_timed == 4
+        assert len(r.distances) == len(x) and len(r.batches) == 1
+        assert -1e-12 <= run.optimality(r) <= 1.0 + 1e-12
+    # each attack is measured against the per-sample best of both; alone, an attack is the best
+    best = np.minimum(*(r.distances_with_failures for r in run.results))
+    np.testing.assert_array_equal(run.best_distances("l2"), best)
+    alone = run_benchmark(fmodel, x, y, attacks=["alma-l2"], steps=5, progress=False)
+    assert alone.optimality(alone.results[0]) == pytest.approx(1.0)
+
+
+# -- registry ---------------------------------------------------------------------------------
+
+
+def test_registry_selects_groups_and_rejects_unknown_names():
+    names = [s.name for s in registry.select(["l1"], "tensorflow")]
+    assert names == ["alma-l1", "fmn-l1", "ead"]
+    with pytest.raises(ValueError, match="unknown attack"):
+        registry.select(["nope"], "pytorch")
+    with pytest.raises(ValueError, match="pytorch only"):
+        registry.select(["adv_lib-alma-l2"], "jax")
+    assert registry.ATTACKS["cw-l2"].budget(100) == "9x100"
+    assert registry.alma_alpha(100) == 0.5 and registry.alma_alpha(1000) == 0.9
+
+
+# -- the command line, end to end -------------------------------------------------------------
+
+
+def _parse_table(text):
+    rows = [line for line in text.strip().splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    header, separator, body = cells[0], cells[1], cells[2:]
+    assert all(set(c) <= {"-"} for c in separator)
+    assert all(len(row) == len(header) for row in body)
+    return [dict(zip(header, row)) for row in body]
+
+
+def test_cli_end_to_end(fw, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["bench", "--framework", fw.name, "--images", "4", "--steps", "10"]
+    argv += ["--attacks", "alma-l2,ddn", "--out", str(out), "--no-progress"]
+    assert cli_main(argv) == 0
+    for name in ("table.md", "results.json", "robust_accuracy.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+    rows = _parse_table((out / "table.md").read_text())
+    assert [(r["Attack"], r["Budget"]) for r in rows] == [("ALMA", "10"), ("DDN", "10")]
+    for row in rows:
+        assert 0 <= float(row["ASR (%)"]) <= 100
+        assert (float(row["Forwards"]), float(row["Backwards"])) == (10, 10)
+        assert float(row["Time / fwd+bwd"]) > 0
+    assert float(rows[0]["ASR (%)"]) == 100  # ALMA L2 on 4 images in 10 steps
+    assert 0 <= float(rows[0]["Optimality"]) <= 1.0
+
+    record = json.loads((out / "results.json").read_text())
+    assert len(record["results"]) == 2 and len(record["labels"]) == 4
+    first = record["results"][0]
+    assert len(first["distances"]) == 4 and first["settings"]["steps"] == 10
+    assert "bench --framework" in record["info"]["command"]
+
+    # a rerun with the same settings reuses the saved attacks
+    saved = out / "attacks" / "alma-l2@10.json"
+    stamp = saved.stat().st_mtime_ns
+    assert cli_main(argv) == 0
+    assert saved.stat().st_mtime_ns == stamp
+
+    target = tmp_path / "BENCHMARKS.md"
+    figures = tmp_path / "docs"
+    argv = ["bench", "--collect", str(out), "--write", str(target), "--figures-dir", str(figures)]
+    assert cli_main(argv) == 0
+    text = target.read_text()
+    assert "Optimality" in text and "](docs/bench_run.png)" in text
+    assert (figures / "bench_run.png").exists()
+    capsys.readouterr()
