@@ -28,15 +28,19 @@ class PassCounter:
     """Forward and backward passes, counted in samples (a batch of 200 counts 200).
 
     ``listener``, when set, is called with the number of samples of every backward pass counted
-    live (PyTorch and JAX; TensorFlow counts inside its graphs and is read at the end).
+    live (PyTorch and JAX; TensorFlow counts inside its graphs and is read at the end). While
+    ``paused`` is set, passes are not counted (the benchmark's own timing passes).
     """
 
     def __init__(self) -> None:
         self.forward_samples = 0
         self.backward_samples = 0
         self.listener: Optional[Callable[[int], None]] = None
+        self.paused = False
 
     def add(self, forwards: int = 0, backwards: int = 0) -> None:
+        if self.paused:
+            return
         self.forward_samples += forwards
         self.backward_samples += backwards
         if backwards and self.listener is not None:

@@ -155,7 +155,10 @@ def test_run_benchmark_on_any_foolbox_model(fw):
     assert [r.key for r in run.results] == ["alma-l2@5", "fmn-l2@5"]
     for r in run.results:
         assert (r.forwards, r.backwards) == (5, 5)
-        assert r.seconds > 0 and r.floor_seconds > 0 and r.floor_passes_timed == 4
+        assert r.seconds > 0 and r.floor_seconds > 0
+        # PyTorch: one plain pass between consecutive steps, not counted as the attack's;
+        # elsewhere 2 before and 2 after the batch
+        assert r.floor_passes_timed == (5 if fw.name == "pytorch" else 4)
         assert len(r.distances) == len(x) and len(r.batches) == 1
         assert -1e-12 <= run.optimality(r) <= 1.0 + 1e-12
     # each attack is measured against the per-sample best of both; alone, an attack is the best

@@ -24,6 +24,11 @@ FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 
 SOURCES = ("foolbox-alma", "foolbox", "adv_lib")
 
+INSTALL_ADV_LIB = (
+    "pip install torchvision 'setuptools<70' && pip install --no-build-isolation visdom && "
+    "pip install --no-deps adv-lib (adv-lib's own requirements pin old versions)"
+)
+
 
 @dataclass(frozen=True)
 class AttackSpec:
@@ -328,7 +333,7 @@ def select(names: Optional[Sequence[str]], framework: str) -> List[AttackSpec]:
             why = (
                 f"runs on {', '.join(spec.frameworks)} only"
                 if framework not in spec.frameworks
-                else f"needs {spec.requires} (pip install 'foolbox-alma[bench]')"
+                else f"needs {spec.requires}: {INSTALL_ADV_LIB}"
             )
             raise ValueError(f"attack {name!r} {why}")
         chosen.add(name)

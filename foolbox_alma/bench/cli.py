@@ -75,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="at most this many plain forward+backward passes timed per batch (half before, "
         "half after the attack; presets: 200; else as many as the attack's budget)",
     )
+    parser.add_argument(
+        "--timing",
+        choices=("auto", "steps", "around"),
+        default="auto",
+        help="how the floor passes are interleaved: between attack steps (steps, PyTorch), "
+        "around each batch (around), or steps where possible (auto, default)",
+    )
     parser.add_argument("--title", help="section title in the report")
     parser.add_argument("--force", action="store_true", help="rerun attacks already saved")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -137,6 +144,7 @@ def main(args: argparse.Namespace) -> int:
         out=out,
         resume=not args.force,
         floor_passes=settings["floor_passes"],
+        timing=args.timing,
         progress=not args.no_progress,
         model_name=args.model,
         info={

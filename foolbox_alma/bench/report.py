@@ -47,11 +47,13 @@ Columns (per attack, on the same images, with the same seed):
   compiled code too).
 * **Seconds**: wall-clock time of the attack calls.
 * **Time / fwd+bwd**: the attack's time over the time of as many plain forward+backward passes
-  (gradient of a cross-entropy loss with respect to the inputs) as it made backward passes, on
-  the same batches. The plain passes are timed around every batch, half just before the attack
-  and half just after, so that the machine's load affects both sides alike; 1.00 means the attack
-  costs nothing beyond its model passes. On TensorFlow and JAX the attack's time includes
-  compiling its step.
+  (gradient of a cross-entropy loss with respect to the inputs, through the same Foolbox model)
+  as it made backward passes, on the same batches; 1.00 means the attack costs nothing beyond its
+  model passes. The plain passes are timed interleaved with the attack, so that the machine's
+  load affects both sides alike: on PyTorch between the attack's steps (a forward pre-hook runs
+  a timed plain pass before every k-th gradient-carrying forward of the attack, and that time is
+  subtracted from the attack's), elsewhere half just before and half just after each batch. On
+  TensorFlow and JAX the attack's time includes compiling its step.
 * **Optimality** (AttackBench, Cinà et al. 2024): with `RA_d(eps)` the share of images whose
   distance exceeds `eps` (robust accuracy), `best` the per-image minimum over all attacks of the
   run for that distance, `eps_max` the largest finite `best`, and
@@ -215,13 +217,7 @@ def markdown_report(run: BenchmarkRun, title: str, figure: Optional[str] = None)
         f"({info.get('data', 'given by the caller')}), clean accuracy "
         f"{100 * run.clean_accuracy:.2f}%, batch size {info.get('batch_size')}, seed "
         f"{info.get('seed')}",
-        "* Floor timing: "
-        + (
-            "as many plain passes as the attack's budget"
-            if info.get("floor_passes") is None
-            else f"min(budget, {info.get('floor_passes')}) plain passes"
-        )
-        + " per batch, half before and half after the attack",
+        f"* Floor timing: {_floor_description(run)}",
         "",
         format_table(run),
         "",
@@ -286,6 +282,22 @@ def collect(
     text = "\n".join(sections)
     output.write_text(text)
     return text
+
+
+def _floor_description(run: BenchmarkRun) -> str:
+    modes = {b.get("timing") for r in run.results for b in r.batches}
+    cap = run.info.get("floor_passes")
+    amount = "one plain pass per attack step" if cap is None else f"at most {cap} plain passes"
+    parts = []
+    if "steps" in modes:
+        parts.append(
+            f"{amount} per batch, run between the attack's steps (a forward pre-hook runs a "
+            "timed plain pass before every k-th gradient forward of the attack; its time is "
+            "subtracted from the attack's)"
+        )
+    if "around" in modes:
+        parts.append(f"{amount} per batch, half just before and half just after the attack")
+    return "; ".join(parts) or "none"
 
 
 def _relative(path: Path, start: Path) -> str:

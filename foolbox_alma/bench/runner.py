@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from .. import metrics
 from ..counting import counted_model, torch_module_of
 from .attacks import AttackSpec, select
-from .timing import floor_pass, time_passes
+from .timing import StepSampler, floor_pass, time_passes
 
 RESULT_VERSION = 1
+TIMINGS = ("auto", "steps", "around")
 
 
 @dataclass
@@ -149,6 +150,7 @@ def run_benchmark(
     out: Union[str, Path, None] = None,
     resume: bool = True,
     floor_passes: Optional[int] = None,
+    timing: str = "auto",
     progress: bool = True,
     model_name: str = "custom",
     info: Optional[Dict[str, Any]] = None,
@@ -167,12 +169,17 @@ def run_benchmark(
         out: Folder for one JSON file per attack (``attacks/<name>@<steps>.json``); with
             ``resume`` an attack whose file holds the same settings is not run again.
         resume: Reuse saved results with the same settings.
-        floor_passes: At most this many plain passes timed per batch (half before, half after
-            the attack); None times as many as the budget allows (the fairest, most costly).
+        floor_passes: At most this many plain passes timed per batch; None times as many as
+            the budget allows (the fairest, most costly).
+        timing: How the floor is interleaved with the attack (see :mod:`.timing`): ``"steps"``
+            (a floor pass between attack steps; PyTorch modules only), ``"around"`` (half of
+            the floor passes before each batch, half after) or ``"auto"`` (steps where possible).
         progress: One progress bar per attack (in passes per sample).
         model_name: Recorded with the results, and part of the settings a resumed run matches.
         info: Extra metadata recorded with the run.
     """
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {', '.join(TIMINGS)}, got {timing!r}")
     x, y = ep.astensor(images), ep.astensor(labels)
     framework = _framework(x)
     budgets = [steps] if isinstance(steps, int) else list(steps)
@@ -193,6 +200,7 @@ def run_benchmark(
         seed=seed,
         steps=budgets,
         floor_passes=floor_passes,
+        timing=timing,
         data_sha256=data_digest,
         started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         load_average_start=_load_average(),
@@ -217,6 +225,7 @@ def run_benchmark(
                     "batch_size": batch_size,
                     "seed": seed,
                     "floor_passes": floor_passes,
+                    "timing": timing,
                 }
                 path = out_dir / f"{spec.name}@{budget}.json" if out_dir is not None else None
                 cached = _load(path, identity) if (resume and path is not None) else None
@@ -236,6 +245,7 @@ def run_benchmark(
                     batch_size,
                     seed,
                     floor_passes,
+                    timing,
                     progress,
                 )
                 result.identity = identity
@@ -258,11 +268,14 @@ def _run_attack(
     batch_size: int,
     seed: int,
     floor_passes: Optional[int],
+    timing: str,
     progress: bool,
 ) -> AttackResult:
     n = len(x)
     nominal = spec.nominal_passes(steps)
-    per_side = max(1, (nominal if floor_passes is None else min(nominal, floor_passes)) // 2)
+    budget = nominal if floor_passes is None else max(1, min(nominal, floor_passes))
+    per_side = max(1, budget // 2)  # "around": before and after each batch
+    every = math.ceil(nominal / budget)  # "steps": one floor pass every `every` attack steps
     distances, success = [], []
     forwards = backwards = 0
     seconds = floor_seconds = 0.0
@@ -276,40 +289,56 @@ def _run_attack(
         bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]",
     )
     with counted_model(fmodel) as (model, module, counting):
+        mode = timing if timing != "auto" else ("steps" if module is not None else "around")
+        if mode == "steps" and module is None:
+            raise ValueError("timing='steps' needs a PyTorch model (module hooks)")
         for lo in range(0, n, batch_size):
             xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
             # through the model the attack gets, so that both pay for the counting
             floor = floor_pass(model, xb.raw, yb.raw)
-            before = time_passes(floor, per_side)
+            before = time_passes(floor, per_side) if mode == "around" else 0.0
 
             _seed(x, seed)
             counter = counting.counter
             fw0, bw0 = counter.forward_samples, counter.backward_samples
             counter.listener = lambda samples: bar.update(samples / n)
-            start = time.perf_counter()
-            adv = run_fn(model, module, xb.raw, yb.raw)
-            adv = np.array(ep.astensor(adv).numpy())  # waits for the result
-            seconds_batch = time.perf_counter() - start
-            seconds += seconds_batch
+            sampler = StepSampler(module, floor, every, counter) if mode == "steps" else None
+            with sampler or contextlib.nullcontext():
+                start = time.perf_counter()
+                adv = run_fn(model, module, xb.raw, yb.raw)
+                adv = np.array(ep.astensor(adv).numpy())  # waits for the result
+                elapsed = time.perf_counter() - start
             counter.listener = None
             counter = counting.counter
-            forwards += counter.forward_samples - fw0
+            fw_batch = counter.forward_samples - fw0
             bw_batch = counter.backward_samples - bw0
+            forwards += fw_batch
             backwards += bw_batch
 
-            after = time_passes(floor, per_side)
-            floor_batch = (before + after) / (2 * per_side) * bw_batch / len(xb)
+            if sampler is not None:
+                seconds_batch = elapsed - sampler.seconds
+                floor_timed, floor_time = sampler.passes, sampler.seconds
+                after = 0.0
+            else:
+                seconds_batch = elapsed
+                after = time_passes(floor, per_side)
+                floor_timed, floor_time = 2 * per_side, before + after
+            seconds += seconds_batch
+            per_pass = floor_time / floor_timed if floor_timed else math.nan
+            floor_batch = per_pass * bw_batch / len(xb)
             floor_seconds += floor_batch
-            timed += 2 * per_side
+            timed += floor_timed
             batches.append(
                 {
                     "images": len(xb),
                     "seconds": seconds_batch,
                     "floor_seconds": floor_batch,
+                    "timing": mode,
+                    "floor_passes_timed": floor_timed,
+                    "floor_seconds_timed": floor_time,
                     "floor_before": before,
                     "floor_after": after,
-                    "floor_passes_each_side": per_side,
-                    "forward_samples": counter.forward_samples - fw0,
+                    "forward_samples": fw_batch,
                     "backward_samples": bw_batch,
                     "load_average": _load_average(),
                 }

@@ -5,12 +5,19 @@ attack runs on, through the same Foolbox model (compiled with ``tf.function`` / 
 TensorFlow and JAX, as the attack's steps are). An attack's overhead is its time over the time of
 as many such passes as it made (its counted backward passes).
 
-The floor is measured interleaved with the attack, half of the passes just before it and half just
-after, so that a change of machine load during the run affects both sides alike.
+The floor is measured interleaved with the attack, so that a change of machine load during the run
+affects both sides alike, in one of two ways:
+
+* ``"steps"`` (PyTorch, where the module is at hand): a forward pre-hook on the module runs a
+  timed floor pass right before every k-th gradient-carrying forward of the attack (one per
+  attack step; passes with gradients disabled, such as final checks, are skipped). The floor
+  passes are not counted as the attack's, and their time is subtracted from the attack's.
+* ``"around"`` (everywhere): half of the floor passes are timed just before the attack's call on
+  a batch and half just after.
 """
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import eagerpy as ep
 import foolbox as fb
@@ -64,3 +71,57 @@ def time_passes(run: Callable[[], None], passes: int) -> float:
     for _ in range(passes):
         run()
     return time.perf_counter() - start
+
+
+class StepSampler:
+    """Runs and times a floor pass before every ``every``-th gradient-carrying forward of a
+    PyTorch module (see the module docstring).
+
+    Example:
+        with StepSampler(module, floor, every=1, counter=counter) as sampler:
+            attack(...)
+        attack_seconds = elapsed - sampler.seconds
+    """
+
+    def __init__(
+        self, module: Any, floor: Callable[[], None], every: int = 1, counter: Optional[Any] = None
+    ):
+        self.module = module
+        self.floor = floor
+        self.every = max(1, int(every))
+        self.counter = counter
+        self.seconds = 0.0
+        self.passes = 0
+        self._calls = 0
+        self._busy = False
+        self._handle: Any = None
+
+    def __enter__(self) -> "StepSampler":
+        self._handle = self.module.register_forward_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._handle.remove()
+
+    def _hook(self, module: Any, args: Any) -> None:
+        import torch
+
+        if self._busy or not torch.is_grad_enabled():
+            return
+        if not (args and getattr(args[0], "requires_grad", False)):
+            return
+        self._calls += 1
+        if (self._calls - 1) % self.every:
+            return
+        self._busy = True
+        if self.counter is not None:
+            self.counter.paused = True
+        try:
+            start = time.perf_counter()
+            self.floor()
+            self.seconds += time.perf_counter() - start
+            self.passes += 1
+        finally:
+            self._busy = False
+            if self.counter is not None:
+                self.counter.paused = False
