@@ -7,10 +7,21 @@ distance, or give it (or its name) to ``ALMA(distance=...)``.
 
 from typing import Dict, Union
 
-from .base import AttackDistance, bisect_clip
+from .base import AttackDistance, ImageDistance, bisect_clip, resolve_channel_axis
+from .ciede2000 import CIEDE2000, ciede2000, ciede2000_distances, delta_e_00
 from .lp import LpDistance, l1, l1_distances, l2, l2_distances
+from .lpips import LPIPS, convert_alexnet_weights, default_alexnet_path, lpips_distances
+from .ssim import SSIM, ssim, ssim_distances
 
-_BY_NAME: Dict[str, AttackDistance] = {"l1": l1, "l2": l2}
+# LPIPS() reads torchvision's cached AlexNet weights at first use, so that naming "lpips" works
+# where the file exists and otherwise fails with instructions only when the attack runs.
+_BY_NAME: Dict[str, AttackDistance] = {
+    "l1": l1,
+    "l2": l2,
+    "ciede2000": ciede2000,
+    "ssim": ssim,
+    "lpips": LPIPS(),
+}
 
 
 def get_distance(distance: Union[str, AttackDistance]) -> AttackDistance:
@@ -33,11 +44,24 @@ def get_distance(distance: Union[str, AttackDistance]) -> AttackDistance:
 
 __all__ = [
     "AttackDistance",
+    "CIEDE2000",
+    "ImageDistance",
+    "LPIPS",
     "LpDistance",
+    "SSIM",
     "bisect_clip",
+    "ciede2000",
+    "ciede2000_distances",
+    "convert_alexnet_weights",
+    "default_alexnet_path",
+    "delta_e_00",
     "get_distance",
     "l1",
     "l1_distances",
     "l2",
     "l2_distances",
+    "lpips_distances",
+    "resolve_channel_axis",
+    "ssim",
+    "ssim_distances",
 ]

@@ -13,10 +13,12 @@ given model (bounds and channel layout).
 """
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import eagerpy as ep
 import foolbox as fb
+
+from . import _backend
 
 DistanceFn = Callable[[ep.Tensor, ep.Tensor], ep.Tensor]
 BoundsLike = Tuple[float, float]
@@ -93,3 +95,127 @@ def bisect_clip(
         hi = ep.where(inside, hi, mid)
     scale = ep.where(ok_full, ep.ones_like(lo), lo)
     return at(scale)
+
+
+DATA_FORMATS = ("channels_first", "channels_last")
+
+
+def resolve_channel_axis(
+    shape: Sequence[int],
+    channel_axis: Optional[int] = None,
+    data_format: Optional[str] = None,
+    distance: str = "this distance",
+) -> int:
+    """The channel axis of a batch of images of ``shape`` (4-d: batch first).
+
+    An explicit ``channel_axis`` wins; else the model's ``data_format``; else the one axis other than
+    the batch axis of size 3 (or, with none of size 3, the one of size 1: gray images). Anything
+    ambiguous is an error that asks for ``channel_axis``.
+    """
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(
+            f"{distance} takes batches of images of shape (N, C, H, W) or (N, H, W, C); "
+            f"got shape {shape}"
+        )
+    if channel_axis is not None:
+        axis = channel_axis + 4 if channel_axis < 0 else channel_axis
+        if not 1 <= axis <= 3:
+            raise ValueError(f"channel_axis must be 1, 2, 3 or -1, -2, -3; got {channel_axis}")
+        return axis
+    if data_format is not None:
+        if data_format not in DATA_FORMATS:
+            raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
+        return 1 if data_format == "channels_first" else 3
+    for size in (3, 1):
+        axes = [a for a in (1, 2, 3) if shape[a] == size]
+        if len(axes) == 1:
+            return axes[0]
+        if len(axes) > 1:
+            break
+    raise ValueError(
+        f"cannot tell the channel axis of images of shape {shape}: give {distance} an explicit "
+        "channel_axis (1 for (N, C, H, W), -1 for (N, H, W, C))"
+    )
+
+
+class ImageDistance(AttackDistance):
+    """Base class of the perceptual distances, measured on images mapped to [0, 1].
+
+    Subclasses implement :meth:`image_distances` for images in [0, 1] with a known channel axis.
+    ``compute`` and ``__call__`` map inputs from ``bounds`` to [0, 1]; :meth:`bind` maps them from
+    the model's bounds instead and takes the channel axis from the model's ``data_format`` (unless
+    ``channel_axis`` was given explicitly).
+
+    Args:
+        channel_axis: The channel axis of the images (None: from the model's ``data_format`` inside
+            an attack, else the one non-batch axis of size 3, or of size 1 for gray images).
+        bounds: The range of the inputs given to ``__call__``, ``compute`` and
+            ``clip_perturbation`` (mapped to [0, 1] before measuring).
+    """
+
+    homogeneous = False
+
+    def __init__(self, channel_axis: Optional[int] = None, *, bounds: BoundsLike = (0, 1)):
+        self.channel_axis = channel_axis
+        self.bounds = _check_bounds(bounds)
+        self._compiled: Dict[Tuple[BoundsLike, int], DistanceFn] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(channel_axis={self.channel_axis}, bounds={self.bounds})"
+
+    @abstractmethod
+    def image_distances(
+        self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int
+    ) -> ep.Tensor:
+        """Per-sample distances between images in [0, 1] with channels along ``channel_axis``."""
+
+    def compute(self, reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
+        return self._measure(reference, perturbed, self.bounds, None)
+
+    def bind(self, bounds: BoundsLike, data_format: Optional[str] = None) -> DistanceFn:
+        bounds = _check_bounds(bounds)
+        if data_format is not None and data_format not in DATA_FORMATS:
+            raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
+
+        def distance(reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
+            return self._measure(reference, perturbed, bounds, data_format)
+
+        return distance
+
+    def _measure(
+        self,
+        reference: ep.Tensor,
+        perturbed: ep.Tensor,
+        bounds: BoundsLike,
+        data_format: Optional[str],
+    ) -> ep.Tensor:
+        if tuple(reference.shape) != tuple(perturbed.shape):
+            raise ValueError(
+                f"reference and perturbed images differ in shape: {tuple(reference.shape)} "
+                f"vs {tuple(perturbed.shape)}"
+            )
+        axis = resolve_channel_axis(reference.shape, self.channel_axis, data_format, self.name)
+        key = (bounds, axis)
+        if key not in self._compiled:
+
+            def distances(reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
+                lo, hi = bounds
+                if (lo, hi) != (0, 1):
+                    reference = (reference - lo) / (hi - lo)
+                    perturbed = (perturbed - lo) / (hi - lo)
+                return self.image_distances(reference, perturbed, axis)
+
+            # JAX runs it compiled (one compilation instead of one per primitive, see _backend)
+            self._compiled[key] = _backend.jax_jit(distances)
+        return self._compiled[key](reference, perturbed)
+
+
+def _check_bounds(bounds: Any) -> BoundsLike:
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (lo, hi), got {bounds!r}") from None
+    if not lo < hi:
+        raise ValueError(f"bounds must satisfy lo < hi, got {bounds!r}")
+    return lo, hi

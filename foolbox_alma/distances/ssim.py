@@ -1,0 +1,112 @@
+"""SSIM distance: one minus the mean structural similarity of two images.
+
+SSIM (Wang, Bovik, Sheikh and Simoncelli, IEEE TIP 2004) with the usual settings: an 11 x 11
+Gaussian window of standard deviation 1.5, K1 = 0.01, K2 = 0.03, data range 1, computed on each
+channel and averaged over the valid pixels (those whose window lies inside the image) and the
+channels. These are scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=1)`` values: scikit-image filters with reflected borders and
+then crops a 5-pixel border, which leaves exactly the valid pixels. The Gaussian blur is separable:
+two 1-d convolutions per image.
+"""
+
+from typing import Dict, Hashable, Tuple
+
+import eagerpy as ep
+import numpy as np
+
+from . import _backend
+from .base import ImageDistance
+
+WINDOW_SIZE = 11
+SIGMA = 1.5
+K1, K2 = 0.01, 0.03
+
+
+def gaussian_window(size: int = WINDOW_SIZE, sigma: float = SIGMA) -> np.ndarray:
+    """The normalised 1-d Gaussian window (as ``scipy.ndimage.gaussian_filter`` with radius 5)."""
+    coords = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    window = np.exp(-(coords**2) / (2 * sigma**2))
+    return window / window.sum()
+
+
+_KERNELS: Dict[Hashable, Tuple[ep.Tensor, ep.Tensor]] = {}
+
+
+def _blur_kernels(like: ep.Tensor) -> Tuple[ep.Tensor, ep.Tensor]:
+    key = _backend.cache_key(like)
+    if key not in _KERNELS:
+        window = gaussian_window()
+        _KERNELS[key] = (
+            _backend.conv_kernel(like, window.reshape(1, 1, -1, 1)),  # along rows
+            _backend.conv_kernel(like, window.reshape(1, 1, 1, -1)),  # along columns
+        )
+    return _KERNELS[key]
+
+
+def _valid_blur(planes: ep.Tensor) -> ep.Tensor:
+    """Gaussian blur of (M, H, W) planes, valid part only: (M, H - 10, W - 10)."""
+    channels_last = _backend.channels_last(planes)
+    planes = planes.expand_dims(-1 if channels_last else 1)
+    along_rows, along_columns = _blur_kernels(planes)
+    blurred = _backend.conv2d(_backend.conv2d(planes, along_rows), along_columns)
+    return blurred.squeeze(-1 if channels_last else 1)
+
+
+def _to_planes(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
+    """(N * C, H, W) planes of a 4-d batch with channels along ``channel_axis``."""
+    spatial = [a for a in (1, 2, 3) if a != channel_axis]
+    images = images.transpose((0, channel_axis, *spatial))
+    _, _, height, width = images.shape
+    return images.reshape((-1, height, width))
+
+
+def ssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
+    """Mean SSIM of each channel, shape (N, C), for images in [0, 1]."""
+    n, channels = reference.shape[0], reference.shape[channel_axis]
+    x, y = _to_planes(reference, channel_axis), _to_planes(perturbed, channel_axis)
+    height, width = x.shape[1:]
+    if min(height, width) < WINDOW_SIZE:
+        raise ValueError(
+            f"SSIM needs images of at least {WINDOW_SIZE} x {WINDOW_SIZE} pixels (its window); "
+            f"got {height} x {width}"
+        )
+    m = x.shape[0]
+    # One blur for the five statistics: means, second moments, cross moment.
+    stats = _valid_blur(ep.concatenate([x, y, x * x, y * y, x * y], axis=0))
+    stats = stats.reshape((5, m) + stats.shape[1:])
+    mu_x, mu_y, xx, yy, xy = (stats[i] for i in range(5))
+    c1, c2 = K1**2, K2**2  # data range 1
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    similarity = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    )
+    return similarity.reshape((m, -1)).mean(axis=-1).reshape((n, channels))
+
+
+def ssim_distances(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
+    """Per-sample ``1 - SSIM`` (mean over pixels and channels) of images in [0, 1]."""
+    return 1 - ssim_per_channel(reference, perturbed, channel_axis).mean(axis=-1)
+
+
+class SSIM(ImageDistance):
+    """SSIM distance: ``1 - SSIM(x, x~)``, SSIM averaged over the valid pixels and the channels.
+
+    Images are mapped from ``bounds`` (inside ALMA: the model's bounds) to [0, 1]; any number of
+    channels works. Images must be at least 11 x 11 pixels.
+
+    Args:
+        channel_axis: The channel axis (None: the model's ``data_format`` inside an attack, else
+            the one non-batch axis of size 3, or of size 1).
+        bounds: The range of the inputs given to ``__call__`` and ``clip_perturbation``.
+    """
+
+    name = "ssim"
+    init_lr_distance = 1e-4
+
+    def image_distances(
+        self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int
+    ) -> ep.Tensor:
+        return ssim_distances(reference, perturbed, channel_axis)
+
+
+ssim = SSIM()
