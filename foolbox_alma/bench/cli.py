@@ -14,6 +14,7 @@ images, 100 and 1000 steps: hours on a CPU; resumable). Explicit flags override 
 """
 
 import argparse
+import os
 import shlex
 import sys
 from typing import Any, Dict, List, Optional
@@ -82,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how the floor passes are interleaved: between attack steps (steps, PyTorch), "
         "around each batch (around), or steps where possible (auto, default)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads of the framework (default: its own choice; on cores shared with "
+        "other jobs 1 can be much faster)",
+    )
     parser.add_argument("--title", help="section title in the report")
     parser.add_argument("--force", action="store_true", help="rerun attacks already saved")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -97,6 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--write", default="BENCHMARKS.md", help="file --collect writes (default BENCHMARKS.md)"
     )
+    parser.add_argument("--notes", help="Markdown file --collect puts after the preamble")
     parser.add_argument(
         "--figures-dir",
         default="docs",
@@ -115,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.collect:
         figures = args.figures_dir or None
-        report.collect(args.collect, args.write, figures_dir=figures)
+        report.collect(args.collect, args.write, figures_dir=figures, notes=args.notes)
         print(f"wrote {args.write}")
         return 0
 
@@ -129,6 +137,11 @@ def main(args: argparse.Namespace) -> int:
     if not 1 <= images <= 1000 - args.offset:
         raise ValueError(f"--images must be between 1 and {1000 - args.offset}, got {images}")
 
+    if args.threads and args.framework == "jax" and "jax" not in sys.modules:
+        os.environ.setdefault(
+            "XLA_FLAGS",
+            f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={args.threads}",
+        )
     fmodel, x, y = load_model_and_images(args.model, args.framework, images, args.offset)
     command = _command(args)
     from .runner import run_benchmark
@@ -145,6 +158,7 @@ def main(args: argparse.Namespace) -> int:
         resume=not args.force,
         floor_passes=settings["floor_passes"],
         timing=args.timing,
+        threads=args.threads,
         progress=not args.no_progress,
         model_name=args.model,
         info={
@@ -179,7 +193,13 @@ def _command(args: argparse.Namespace) -> str:
     defaults = build_parser()
     parts = ["foolbox-alma", "bench"]
     for action in defaults._actions:
-        if not action.option_strings or action.dest in ("help", "list", "collect", "write"):
+        if not action.option_strings or action.dest in (
+            "help",
+            "list",
+            "collect",
+            "write",
+            "notes",
+        ):
             continue
         value = getattr(args, action.dest, None)
         if value is None or value == action.default or action.dest == "figures_dir":

@@ -209,7 +209,8 @@ def markdown_report(run: BenchmarkRun, title: str, figure: Optional[str] = None)
         f"* Date: {info.get('started')} to {info.get('finished')}",
         f"* Machine: {info.get('cpu')}, {info.get('cores')} cores"
         + (f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU")
-        + f"; {info.get('platform')}; Python {info.get('python')}",
+        + f"; {info.get('platform')}; Python {info.get('python')}; framework threads "
+        + f"{info.get('threads') or 'default'}",
         f"* Load average (1, 5, 15 min) at start {info.get('load_average_start')}, at end "
         f"{info.get('load_average_end')} (the cores are shared with other jobs)",
         f"* Versions: {versions}",
@@ -265,11 +266,15 @@ def collect(
     runs: Sequence[Union[str, Path]],
     output: Union[str, Path],
     figures_dir: Union[str, Path, None] = None,
+    notes: Union[str, Path, None] = None,
 ) -> str:
     """Builds ``output`` (BENCHMARKS.md) from the output folders of several runs, copying each
-    run's PNG into ``figures_dir`` (relative links) when given."""
+    run's PNG into ``figures_dir`` (relative links) when given; the Markdown file ``notes``, when
+    given, goes after the preamble."""
     output = Path(output)
     sections = [PREAMBLE]
+    if notes is not None:
+        sections.append(Path(notes).read_text())
     for folder in runs:
         run, title = load_run(folder)
         figure = None
