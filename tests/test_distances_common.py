@@ -54,6 +54,10 @@ def test_unknown_name_lists_valid_ones():
         ((2, 3, 8, 3), None, "channels_first", 1),
         ((2, 8, 8, 3), 1, "channels_last", 1),  # an explicit channel_axis wins
         ((2, 5, 8, 8), None, "channels_first", 1),
+        ((2, 8, 8, 4), None, "channels_last", 3),
+        # a data_format that does not fit the shape (Foolbox's JAXModel default): the shape decides
+        ((2, 3, 32, 32), None, "channels_last", 1),
+        ((2, 28, 28, 1), None, "channels_first", 3),
     ],
 )
 def test_resolve_channel_axis(shape, channel_axis, data_format, expected):
@@ -113,7 +117,7 @@ def test_foolbox_epsilons_with_a_perceptual_distance(fw):
         labels = fw.tensor(np.zeros(4, dtype=np.int64))
         _, clipped, _ = Fixed()(model, fw.tensor(x), labels, epsilons=[5.0, 20.0, None])
         sizes = [fw.numpy(ciede2000(fw.tensor(x), c)) for c in clipped]
-    full = fw.numpy(ciede2000(fw.tensor(x), fw.tensor(target)))
+        full = fw.numpy(ciede2000(fw.tensor(x), fw.tensor(target)))
     for epsilon, size in zip((5.0, 20.0), sizes):
         assert np.all(size <= epsilon) and np.all(size >= np.minimum(full, epsilon) * 0.998)
     np.testing.assert_allclose(sizes[2], full)

@@ -111,6 +111,11 @@ def resolve_channel_axis(
     An explicit ``channel_axis`` wins; else the model's ``data_format``; else the one axis other than
     the batch axis of size 3 (or, with none of size 3, the one of size 1: gray images). Anything
     ambiguous is an error that asks for ``channel_axis``.
+
+    A ``data_format`` whose channel axis has neither 1 nor 3 entries while exactly one other axis
+    has is not the inputs' layout (Foolbox's ``JAXModel`` defaults to ``"channels_last"`` and its
+    ``TensorFlowModel`` reports the global Keras setting, whatever the model takes): the shape
+    decides then.
     """
     shape = tuple(shape)
     if len(shape) != 4:
@@ -123,20 +128,29 @@ def resolve_channel_axis(
         if not 1 <= axis <= 3:
             raise ValueError(f"channel_axis must be 1, 2, 3 or -1, -2, -3; got {channel_axis}")
         return axis
+    from_shape = _channel_axis_from_shape(shape)
     if data_format is not None:
         if data_format not in DATA_FORMATS:
             raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
-        return 1 if data_format == "channels_first" else 3
+        axis = 1 if data_format == "channels_first" else 3
+        if shape[axis] in (1, 3) or from_shape is None:
+            return axis
+    if from_shape is not None:
+        return from_shape
+    raise ValueError(
+        f"cannot tell the channel axis of images of shape {shape}: give {distance} an explicit "
+        "channel_axis (1 for (N, C, H, W), -1 for (N, H, W, C))"
+    )
+
+
+def _channel_axis_from_shape(shape: Tuple[int, ...]) -> Optional[int]:
     for size in (3, 1):
         axes = [a for a in (1, 2, 3) if shape[a] == size]
         if len(axes) == 1:
             return axes[0]
         if len(axes) > 1:
-            break
-    raise ValueError(
-        f"cannot tell the channel axis of images of shape {shape}: give {distance} an explicit "
-        "channel_axis (1 for (N, C, H, W), -1 for (N, H, W, C))"
-    )
+            return None
+    return None
 
 
 class ImageDistance(AttackDistance):

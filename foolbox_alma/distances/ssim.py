@@ -6,10 +6,10 @@ channel and averaged over the valid pixels (those whose window lies inside the i
 channels. These are scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=1)`` values: scikit-image filters with reflected borders and
 then crops a 5-pixel border, which leaves exactly the valid pixels. The Gaussian blur is separable:
-two 1-d convolutions per image.
+two 1-d blurs per image, written as matrix products (plain EagerPy).
 """
 
-from typing import Dict, Hashable, Tuple
+from typing import Dict, Hashable
 
 import eagerpy as ep
 import numpy as np
@@ -29,27 +29,33 @@ def gaussian_window(size: int = WINDOW_SIZE, sigma: float = SIGMA) -> np.ndarray
     return window / window.sum()
 
 
-_KERNELS: Dict[Hashable, Tuple[ep.Tensor, ep.Tensor]] = {}
+_BANDS: Dict[Hashable, ep.Tensor] = {}
 
 
-def _blur_kernels(like: ep.Tensor) -> Tuple[ep.Tensor, ep.Tensor]:
-    key = _backend.cache_key(like)
-    if key not in _KERNELS:
+def _band(like: ep.Tensor, size: int) -> ep.Tensor:
+    """(size, size - 10) matrix whose product with a row of ``size`` pixels is the row's valid
+    Gaussian blur."""
+    key = (_backend.cache_key(like), size)
+    if key not in _BANDS:
         window = gaussian_window()
-        _KERNELS[key] = (
-            _backend.conv_kernel(like, window.reshape(1, 1, -1, 1)),  # along rows
-            _backend.conv_kernel(like, window.reshape(1, 1, 1, -1)),  # along columns
-        )
-    return _KERNELS[key]
+        band = np.zeros((size, size - WINDOW_SIZE + 1))
+        for start in range(band.shape[1]):
+            band[start : start + WINDOW_SIZE, start] = window
+        _BANDS[key] = _backend.constant(like, band)
+    return _BANDS[key]
 
 
 def _valid_blur(planes: ep.Tensor) -> ep.Tensor:
-    """Gaussian blur of (M, H, W) planes, valid part only: (M, H - 10, W - 10)."""
-    channels_last = _backend.channels_last(planes)
-    planes = planes.expand_dims(-1 if channels_last else 1)
-    along_rows, along_columns = _blur_kernels(planes)
-    blurred = _backend.conv2d(_backend.conv2d(planes, along_rows), along_columns)
-    return blurred.squeeze(-1 if channels_last else 1)
+    """Gaussian blur of (M, H, W) planes, valid part only: (M, H - 10, W - 10).
+
+    Two products with banded matrices: on CPUs they beat the frameworks' single-channel
+    convolutions at every image size tried (32 x 32 to 224 x 224, forward and backward).
+    """
+    m, height, width = planes.shape
+    rows = planes.reshape((-1, width)).matmul(_band(planes, width))
+    columns = rows.reshape((m, height, -1)).transpose((0, 2, 1)).reshape((-1, height))
+    blurred = columns.matmul(_band(planes, height)).reshape((m, width - WINDOW_SIZE + 1, -1))
+    return blurred.transpose((0, 2, 1))
 
 
 def _to_planes(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
@@ -80,7 +86,7 @@ def ssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: i
     similarity = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
         (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     )
-    return similarity.reshape((m, -1)).mean(axis=-1).reshape((n, channels))
+    return similarity.mean(axis=(1, 2)).reshape((n, channels))
 
 
 def ssim_distances(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
