@@ -168,6 +168,16 @@ def test_run_benchmark_on_any_foolbox_model(fw):
     assert alone.optimality(alone.results[0]) == pytest.approx(1.0)
 
 
+def test_plain_passes_calibrate_the_timing(fw):
+    """The calibration row runs the floor's own passes: counted like an attack's, nothing found."""
+    fmodel, x, _ = _tiny_model(fw)
+    y = ep.astensor(fmodel(x)).argmax(axis=-1).raw
+    run = run_benchmark(fmodel, x, y, attacks=["plain"], steps=4, progress=False)
+    (r,) = run.results
+    assert (r.forwards, r.backwards) == (4, 4) and r.asr == 0.0
+    assert 0 < r.overhead < 100 and math.isnan(run.optimality(r))
+
+
 # -- registry ---------------------------------------------------------------------------------
 
 

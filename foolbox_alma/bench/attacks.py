@@ -22,7 +22,7 @@ PyTorch module to give attacks that call one directly, None elsewhere)."""
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 
-SOURCES = ("foolbox-alma", "foolbox", "adv_lib")
+SOURCES = ("foolbox-alma", "foolbox", "adv_lib", "benchmark")
 
 INSTALL_ADV_LIB = (
     "pip install torchvision 'setuptools<70' && pip install --no-build-isolation visdom && "
@@ -131,6 +131,23 @@ def _cw(steps: int) -> Any:
 
 def _ead(steps: int) -> Any:
     return fb.attacks.EADAttack(binary_search_steps=9, steps=steps, decision_rule="L1")
+
+
+# -- calibration ------------------------------------------------------------------------------
+
+
+def _plain(steps: int) -> Tuple[RunFn, Dict[str, Any]]:
+    """``steps`` plain forward+backward passes, the floor's own computation, returning the inputs
+    unchanged: its time over the floor shows the timing method's bias and noise (about 1.00)."""
+    from .timing import floor_pass
+
+    def run(fmodel: fb.Model, module: Any, x: Any, y: Any) -> Any:
+        one_pass = floor_pass(fmodel, x, y, warm_up=False)
+        for _ in range(steps):
+            one_pass()
+        return x
+
+    return run, {"steps": steps}
 
 
 # -- adv_lib -----------------------------------------------------------------------------------
@@ -243,6 +260,9 @@ ATTACKS: Dict[str, AttackSpec] = {
     ]
 }
 """Every attack, L1 ones first (the order of the paper's tables)."""
+
+ATTACKS["plain"] = AttackSpec("plain", "Plain passes", "benchmark", "none", _plain)
+"""Calibration: no attack, just the floor's passes (select it explicitly: ``--attacks all,plain``)."""
 
 LP_DISTANCES = ("l1", "l2")
 PERCEPTUAL = {"ciede2000": 0.05, "ssim": 1e-4, "lpips": 0.01}

@@ -18,13 +18,19 @@ from .runner import AttackResult, BenchmarkRun
 
 DISTANCE_ORDER = ("l1", "l2")
 DISTANCE_LABELS = {
+    "none": "Calibration",
     "l1": "L1",
     "l2": "L2",
     "ciede2000": "CIEDE2000",
     "ssim": "SSIM",
     "lpips": "LPIPS",
 }
-SOURCE_LABELS = {"foolbox-alma": "foolbox-alma (ours)", "foolbox": "Foolbox", "adv_lib": "adv_lib"}
+SOURCE_LABELS = {
+    "foolbox-alma": "foolbox-alma (ours)",
+    "foolbox": "Foolbox",
+    "adv_lib": "adv_lib",
+    "benchmark": "the floor's passes",
+}
 
 TABLE_HEADER = (
     "| Distance | Attack | Implementation | Budget | ASR (%) | Median | Forwards | Backwards "
@@ -69,11 +75,10 @@ def ordered(results: Sequence[AttackResult]) -> List[AttackResult]:
     names = list(ATTACKS)
 
     def key(r: AttackResult) -> tuple:
-        d = (
-            DISTANCE_ORDER.index(r.distance)
-            if r.distance in DISTANCE_ORDER
-            else len(DISTANCE_ORDER)
-        )
+        if r.distance in DISTANCE_ORDER:
+            d = DISTANCE_ORDER.index(r.distance)
+        else:  # other distances, then the calibration rows
+            d = len(DISTANCE_ORDER) + (r.distance == "none")
         return (d, r.distance, r.steps, names.index(r.name) if r.name in names else len(names))
 
     return sorted(results, key=key)
@@ -115,8 +120,10 @@ def plot_robust_accuracy(run: BenchmarkRun, path: Union[str, Path]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = {d: ordered(rs) for d, rs in run.by_distance().items()}
+    groups = {d: ordered(rs) for d, rs in run.by_distance().items() if d != "none"}
     names = sorted(groups, key=lambda d: (DISTANCE_ORDER + (d,)).index(d))
+    if not names:
+        return
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4), squeeze=False)
     for ax, distance in zip(axes[0], names):
         best = run.best_distances(distance)

@@ -23,8 +23,9 @@ import eagerpy as ep
 import foolbox as fb
 
 
-def floor_pass(fmodel: fb.Model, x: Any, y: Any) -> Callable[[], None]:
-    """A function running one forward+backward pass on ``(x, y)`` and waiting for the result."""
+def floor_pass(fmodel: fb.Model, x: Any, y: Any, warm_up: bool = True) -> Callable[[], None]:
+    """A function running one forward+backward pass on ``(x, y)`` and waiting for the result
+    (called once here, untimed, unless ``warm_up`` is False: that compiles it on TF and JAX)."""
     xe, ye = ep.astensor(x), ep.astensor(y)
 
     def loss(inputs: ep.Tensor, labels: ep.Tensor) -> ep.Tensor:
@@ -61,7 +62,8 @@ def floor_pass(fmodel: fb.Model, x: Any, y: Any) -> Callable[[], None]:
 
     else:
         raise TypeError(f"no floor for {type(xe).__name__} inputs")
-    run()  # compiles on TF and JAX, warms caches on PyTorch: not timed
+    if warm_up:
+        run()  # compiles on TF and JAX, warms caches on PyTorch: not timed
     return run
 
 
