@@ -138,7 +138,8 @@ def _ead(steps: int) -> Any:
 
 def _plain(steps: int) -> Tuple[RunFn, Dict[str, Any]]:
     """``steps`` plain forward+backward passes, the floor's own computation, returning the inputs
-    unchanged: its time over the floor shows the timing method's bias and noise (about 1.00)."""
+    unchanged: its time over the floor shows the timing method's bias and noise (about 1.00 on
+    PyTorch; on TensorFlow and JAX its time includes compiling the pass)."""
     from .timing import floor_pass
 
     def run(fmodel: fb.Model, module: Any, x: Any, y: Any) -> Any:
