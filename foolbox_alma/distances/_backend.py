@@ -2,10 +2,10 @@
 
 This is the only framework-specific code among the distances: trigonometry (``sin``, ``cos``,
 ``atan2``), ``relu``, constants created outside any trace, the 2-d convolution and max-pooling of
-SSIM and LPIPS, and compilation for JAX, each dispatched on the backend of an EagerPy tensor
+LPIPS, and compilation for JAX, each dispatched on the backend of an EagerPy tensor
 (PyTorch, TensorFlow, JAX; NumPy without gradients). Convolutions take images in the backend's
-preferred layout (:func:`channels_last`): channels-first (N, C, H, W) for PyTorch, JAX and NumPy,
-channels-last (N, H, W, C) for TensorFlow, whose CPU kernels support no other.
+preferred layout (:func:`channels_last`): channels-first (N, C, H, W) for PyTorch and NumPy,
+channels-last (N, H, W, C) for TensorFlow (whose CPU kernels support no other) and JAX.
 """
 
 from typing import Any, Callable, Hashable, Tuple
@@ -111,13 +111,13 @@ def constant(like: ep.Tensor, value: np.ndarray) -> ep.Tensor:
 
 def channels_last(x: ep.Tensor) -> bool:
     """Whether :func:`conv2d` and :func:`max_pool2d` take (N, H, W, C) images for ``x``'s backend
-    (TensorFlow) rather than (N, C, H, W) (the others)."""
-    return framework_name(x) == "tensorflow"
+    (TensorFlow, JAX) rather than (N, C, H, W) (PyTorch, NumPy)."""
+    return framework_name(x) in ("tensorflow", "jax")
 
 
 def conv_kernel(like: ep.Tensor, weight_oihw: np.ndarray) -> ep.Tensor:
     """A convolution kernel given in PyTorch's (out, in, height, width) layout, as :func:`conv2d`
-    takes it for ``like``'s backend."""
+    takes it for ``like``'s backend (height, width, in, out where channels come last)."""
     if channels_last(like):
         weight_oihw = np.transpose(weight_oihw, (2, 3, 1, 0))  # HWIO
     return constant(like, np.ascontiguousarray(weight_oihw))
@@ -134,20 +134,49 @@ def conv2d(
         import torch
 
         return _wrap(x, torch.nn.functional.conv2d(x.raw, kernel.raw, None, stride, (ph, pw)))
+    if name == "numpy":
+        return _wrap(x, _numpy_conv2d(x.raw, kernel.raw, stride, ph, pw))
+    _, height, width, _ = x.shape
+    kh, kw = kernel.shape[:2]
+    out_h, out_w = (height + 2 * ph - kh) // stride + 1, (width + 2 * pw - kw) // stride + 1
+    if stride == 1 and out_h * out_w <= kh * kw:
+        return _patches_conv2d(x, kernel, stride, ph, pw, out_h, out_w)
     if name == "tensorflow":
         import tensorflow as tf
 
         pads = [[0, 0], [ph, ph], [pw, pw], [0, 0]]
         return _wrap(x, tf.nn.conv2d(x.raw, kernel.raw, stride, pads if ph or pw else "VALID"))
-    if name == "jax":
-        from jax import lax
+    from jax import lax
 
-        out = lax.conv_general_dilated(
-            x.raw, kernel.raw, (stride, stride), [(ph, ph), (pw, pw)],
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
-        )  # fmt: skip
-        return _wrap(x, out)
-    return _wrap(x, _numpy_conv2d(x.raw, kernel.raw, stride, ph, pw))
+    out = lax.conv_general_dilated(
+        x.raw, kernel.raw, (stride, stride), [(ph, ph), (pw, pw)],
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )  # fmt: skip
+    return _wrap(x, out)
+
+
+def _patches_conv2d(
+    x: ep.Tensor, kernel: ep.Tensor, stride: int, ph: int, pw: int, out_h: int, out_w: int
+) -> ep.Tensor:
+    """Convolution of (N, H, W, C) images as one matrix product with their patches.
+
+    For unstrided convolutions whose output is no larger than the kernel (mostly padding:
+    AlexNet's deeper layers on CIFAR-sized images), XLA's CPU convolutions and TensorFlow's
+    gradients of convolutions are several times slower than this.
+    """
+    kh, kw, channels, out = kernel.shape
+    padded = ep.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
+    patches = ep.stack(
+        [
+            padded[:, i : i + span_h : stride, j : j + span_w : stride, :]
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=3,
+    )  # N, H', W', kh * kw, C: the order of the HWIO kernel's rows
+    rows = patches.reshape((-1, kh * kw * channels))
+    return rows.matmul(kernel.reshape((kh * kw * channels, out))).reshape((-1, out_h, out_w, out))
 
 
 def max_pool2d(x: ep.Tensor, size: int, stride: int) -> ep.Tensor:
@@ -166,7 +195,7 @@ def max_pool2d(x: ep.Tensor, size: int, stride: int) -> ep.Tensor:
         from jax import lax
 
         out = lax.reduce_window(
-            x.raw, -jnp.inf, lax.max, (1, 1, size, size), (1, 1, stride, stride), "VALID"
+            x.raw, -jnp.inf, lax.max, (1, size, size, 1), (1, stride, stride, 1), "VALID"
         )
         return _wrap(x, out)
     windows = _windows(x.raw, size, size, stride)  # N, C, H', W', size, size
