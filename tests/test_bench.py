@@ -169,12 +169,14 @@ def test_run_benchmark_on_any_foolbox_model(fw):
 
 
 def test_plain_passes_calibrate_the_timing(fw):
-    """The calibration row runs the floor's own passes: counted like an attack's, nothing found."""
+    """The calibration row runs the floor's own passes: counted like an attack's, nothing found.
+    Repeated, it reports the median ratio and the first run's counts."""
     fmodel, x, _ = _tiny_model(fw)
     y = ep.astensor(fmodel(x)).argmax(axis=-1).raw
-    run = run_benchmark(fmodel, x, y, attacks=["plain"], steps=4, progress=False)
+    run = run_benchmark(fmodel, x, y, attacks=["plain"], steps=4, repeats=3, progress=False)
     (r,) = run.results
     assert (r.forwards, r.backwards) == (4, 4) and r.asr == 0.0
+    assert len(r.repeat_ratios) == 3 and r.overhead == np.median(r.repeat_ratios)
     assert 0 < r.overhead < math.inf and math.isnan(run.optimality(r))  # TF/JAX: compiling
 
 

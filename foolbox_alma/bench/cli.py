@@ -89,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU threads of the framework (default: its own choice; on cores shared with "
         "other jobs 1 can be much faster)",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run every attack this many times (round-robin) and report the median time ratio "
+        "with its range",
+    )
     parser.add_argument("--title", help="section title in the report")
     parser.add_argument("--force", action="store_true", help="rerun attacks already saved")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -159,6 +166,7 @@ def main(args: argparse.Namespace) -> int:
         floor_passes=settings["floor_passes"],
         timing=args.timing,
         threads=args.threads,
+        repeats=args.repeats,
         progress=not args.no_progress,
         model_name=args.model,
         info={

@@ -59,7 +59,10 @@ Columns (per attack, on the same images, with the same seed):
   load affects both sides alike: on PyTorch between the attack's steps (a forward pre-hook runs
   a timed plain pass before every k-th gradient-carrying forward of the attack, and that time is
   subtracted from the attack's), elsewhere half just before and half just after each batch. On
-  TensorFlow and JAX the attack's time includes compiling its step.
+  TensorFlow and JAX the attack's time includes compiling its step. With `--repeats R` every
+  attack runs R times (round-robin over the attacks): Seconds is the median and the ratio is the
+  median of the R ratios, followed by their [min, max]. A "Plain passes" calibration row (the
+  floor's own passes timed as if they were an attack) shows the method's bias and noise.
 * **Optimality** (AttackBench, Cinà et al. 2024): with `RA_d(eps)` the share of images whose
   distance exceeds `eps` (robust accuracy), `best` the per-image minimum over all attacks of the
   run for that distance, `eps_max` the largest finite `best`, and
@@ -104,7 +107,12 @@ def format_table(run: BenchmarkRun) -> str:
                     _count(r.forwards),
                     _count(r.backwards),
                     f"{r.seconds:.1f}",
-                    _ratio(r.overhead),
+                    _ratio(r.overhead)
+                    + (
+                        f" [{min(r.repeat_ratios):.2f}, {max(r.repeat_ratios):.2f}]"
+                        if r.repeat_ratios
+                        else ""
+                    ),
                     _ratio(run.optimality(r), 3),
                 ]
             )
@@ -189,11 +197,15 @@ def findings(run: BenchmarkRun) -> List[str]:
                         f"{100 * other.asr:.2f}%."
                     )
                 elif other.median < alma.median:
+                    cost = ""
+                    if other.backwards > 1.1 * alma.backwards:
+                        cost = f", with {other.backwards / alma.backwards:.1f}x the backward passes"
                     notes.append(
                         f"**{name}, {steps} steps: {who} beats ALMA (ours)**: median "
                         f"{metrics.format_median(other.median)} vs "
                         f"{metrics.format_median(alma.median)} "
-                        f"({100 * (other.median / alma.median - 1):+.2f}%)."
+                        f"({100 * (other.median / alma.median - 1):+.2f}%{cost}; ASR "
+                        f"{100 * other.asr:.2f}% vs {100 * alma.asr:.2f}%)."
                     )
             for other in same:
                 if other.label == "ALMA" and other.source == "adv_lib":

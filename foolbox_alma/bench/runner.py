@@ -57,6 +57,8 @@ class AttackResult:
     floor_seconds: float
     floor_passes_timed: int
     batches: List[Dict[str, Any]] = field(default_factory=list)
+    repeat_seconds: List[float] = field(default_factory=list)
+    repeat_ratios: List[float] = field(default_factory=list)
     identity: Dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,7 +79,10 @@ class AttackResult:
 
     @property
     def overhead(self) -> float:
-        """Attack time / time of the same number of plain forward+backward passes."""
+        """Attack time / time of the same number of plain forward+backward passes (the median
+        over repeats when the attack was repeated)."""
+        if self.repeat_ratios:
+            return float(np.median(self.repeat_ratios))
         return self.seconds / self.floor_seconds if self.floor_seconds > 0 else math.nan
 
     def to_json(self) -> Dict[str, Any]:
@@ -152,6 +157,7 @@ def run_benchmark(
     floor_passes: Optional[int] = None,
     timing: str = "auto",
     threads: Optional[int] = None,
+    repeats: int = 1,
     progress: bool = True,
     model_name: str = "custom",
     info: Optional[Dict[str, Any]] = None,
@@ -178,10 +184,14 @@ def run_benchmark(
         threads: CPU threads of the framework during the run (PyTorch: ``set_num_threads``,
             restored afterwards; TensorFlow: intra-op threads, if not yet initialised). On
             cores shared with other jobs one thread can be several times faster than two.
+        repeats: Run every attack this many times (round-robin over the attacks) and report the
+            median time and time ratio, with their range; the distances are the first run's.
         progress: One progress bar per attack (in passes per sample).
         model_name: Recorded with the results, and part of the settings a resumed run matches.
         info: Extra metadata recorded with the run.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {', '.join(TIMINGS)}, got {timing!r}")
     x, y = ep.astensor(images), ep.astensor(labels)
@@ -205,6 +215,7 @@ def run_benchmark(
         steps=budgets,
         floor_passes=floor_passes,
         timing=timing,
+        repeats=repeats,
         data_sha256=data_digest,
         started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         load_average_start=_load_average(),
@@ -218,6 +229,8 @@ def run_benchmark(
         clean_predictions = _predict(fmodel, x, batch_size)
         clean_accuracy = float((clean_predictions == y_np).mean()) if n else math.nan
         for budget in budgets:
+            done: Dict[str, AttackResult] = {}
+            pending = []
             for spec in specs:
                 run_fn, settings = spec.build(budget)
                 identity = {
@@ -233,31 +246,43 @@ def run_benchmark(
                     "timing": timing,
                     "threads": threads,
                 }
+                if repeats != 1:  # (absent from the results saved before repeats existed)
+                    identity["repeats"] = repeats
                 path = out_dir / f"{spec.name}@{budget}.json" if out_dir is not None else None
                 cached = _load(path, identity) if (resume and path is not None) else None
                 if cached is not None:
                     if progress:
                         tqdm.write(f"{spec.name}@{budget}: reusing {path}")
-                    results.append(cached)
-                    continue
-                result = _run_attack(
-                    spec,
-                    budget,
-                    run_fn,
-                    settings,
-                    fmodel,
-                    x,
-                    y,
-                    batch_size,
-                    seed,
-                    floor_passes,
-                    timing,
-                    progress,
-                )
-                result.identity = identity
-                if path is not None:
-                    _save(path, result)
-                results.append(result)
+                    done[spec.name] = cached
+                else:
+                    pending.append((spec, run_fn, settings, identity, path))
+            # repeats go round all the attacks, so that a change of load hits them alike
+            runs: Dict[str, List[AttackResult]] = {spec.name: [] for spec, *_ in pending}
+            for repeat in range(repeats):
+                for spec, run_fn, settings, identity, path in pending:
+                    runs[spec.name].append(
+                        _run_attack(
+                            spec,
+                            budget,
+                            run_fn,
+                            settings,
+                            fmodel,
+                            x,
+                            y,
+                            batch_size,
+                            seed,
+                            floor_passes,
+                            timing,
+                            progress,
+                        )
+                    )
+                    if repeat == repeats - 1:
+                        result = _merge_repeats(runs[spec.name])
+                        result.identity = identity
+                        if path is not None:
+                            _save(path, result)
+                        done[spec.name] = result
+            results += [done[spec.name] for spec in specs]
     run_info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     run_info["load_average_end"] = _load_average()
     return BenchmarkRun(results, y_np, clean_accuracy, run_info)
@@ -373,6 +398,22 @@ def _run_attack(
         floor_passes_timed=timed,
         batches=batches,
     )
+
+
+def _merge_repeats(runs: List[AttackResult]) -> AttackResult:
+    """The first run's distances and counts, the median time and floor over the runs."""
+    first = runs[0]
+    if len(runs) == 1:
+        return first
+    first.repeat_seconds = [r.seconds for r in runs]
+    first.repeat_ratios = [r.overhead for r in runs]
+    first.seconds = float(np.median(first.repeat_seconds))
+    first.floor_seconds = float(np.median([r.floor_seconds for r in runs]))
+    first.floor_passes_timed = sum(r.floor_passes_timed for r in runs)
+    first.batches = [b for r in runs for b in r.batches]
+    same = all(np.array_equal(r.distances, first.distances) for r in runs)
+    first.settings = dict(first.settings, repeats_identical=same)
+    return first
 
 
 def measure(distance: str, fmodel: fb.Model, x: ep.Tensor, adv: ep.Tensor) -> np.ndarray:
