@@ -129,7 +129,7 @@ def test_gradient_matches_finite_differences(fw, distance):
 
 @pytest.mark.parametrize("dead", [False, True], ids=["live", "dead-layer"])
 def test_finite_at_zero_perturbation(fw, distance, dead):
-    """Also where a layer's features are all zero (the lpips package's gradient is NaN there)."""
+    """Also where a layer's features are all zero (the channel norm is 0 there)."""
     if dead:
         distance = LPIPS(random_alexnet(dead_last_layer=True))
     x, y = random_images(seed=3)

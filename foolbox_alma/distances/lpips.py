@@ -10,9 +10,9 @@ averaged over space and summed over the layers.
 
 The AlexNet weights are torchvision's (``features.0.weight``, ... of a ``state_dict``), read from a
 file: they cannot ship with this package. Convolutions and max-pooling run natively in PyTorch,
-TensorFlow or JAX (see ``_backend``). Unlike the ``lpips`` package, the gradient is finite where a
-layer's features are all zero at a pixel (the norm's square root has a zero, not an infinite,
-slope there).
+TensorFlow or JAX (see ``_backend``). The channel norm's square root has a zero
+slope (not an infinite one) where a layer's features are all zero at a pixel, so the gradient is
+finite there without relying on the ReLU's masking.
 """
 
 import os
