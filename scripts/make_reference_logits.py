@@ -1,12 +1,14 @@
-"""Store the PyTorch SmallCNN's logits on the 1000 held-out MNIST images for torch-free tests.
+"""Store the PyTorch logits of each zoo model on the 1000 held-out MNIST images for torch-free tests.
 
-    python scripts/make_reference_logits.py
+    python scripts/make_reference_logits.py                  # every model of zoo.ARCHITECTURES
+    python scripts/make_reference_logits.py --models smallcnn-robust
 
-Writes ``tests/data/smallcnn_reference_logits.npz``: ``logits`` float32 (1000, 10), ``labels``,
-``indices`` (MNIST t10k indices) and ``weights_sha256`` (:func:`foolbox_alma.zoo.weights_sha256` of
-the weights used), so ``tests/test_zoo.py`` can check TensorFlow or JAX against PyTorch in an
-environment without torch, and notice when the weights changed but this file was not regenerated.
-Rerun it whenever ``scripts/train_smallcnn.py`` rewrites the shipped weights.
+Writes ``tests/data/<model>_reference_logits.npz`` per model: ``logits`` float32 (1000, 10),
+``labels``, ``indices`` (MNIST t10k indices) and ``weights_sha256``
+(:func:`foolbox_alma.zoo.weights_sha256` of the weights used), so ``tests/test_zoo.py`` can check
+TensorFlow or JAX against PyTorch in an environment without torch, and notice when the weights
+changed but this file was not regenerated. Rerun it whenever ``scripts/train_smallcnn.py`` or
+``scripts/train_robust_smallcnn.py`` rewrites the shipped weights.
 """
 
 import argparse
@@ -20,31 +22,41 @@ from foolbox_alma import zoo
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "tests/data/smallcnn_reference_logits.npz"
-    )
-    args = parser.parse_args()
+def reference_path(model: str, folder: Path = REPO_ROOT / "tests/data") -> Path:
+    return folder / f"{model}_reference_logits.npz"
 
-    torch.set_num_threads(2)
-    weights = zoo.load_weights("smallcnn")
+
+def write_reference(model: str, path: Path) -> None:
+    weights = zoo.load_weights(model)
     net = zoo.smallcnn_torch(weights)
     images, labels = zoo.load_mnist_heldout()
     with torch.no_grad():
         logits = net(torch.from_numpy(images)).numpy().astype(np.float32)
-    heldout = zoo.weights_info("smallcnn")["heldout_images"]
+    heldout = zoo.weights_info(model)["heldout_images"]
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        args.out,
+        path,
         logits=logits,
         labels=labels,
         indices=np.arange(*heldout, dtype=np.int64),
         weights_sha256=np.array(zoo.weights_sha256(weights)),
     )
     accuracy = float((logits.argmax(1) == labels).mean())
-    print(f"wrote {args.out} ({len(logits)} images, PyTorch accuracy {accuracy:.4f})")
+    print(f"wrote {path} ({model}, {len(logits)} images, PyTorch accuracy {accuracy:.4f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models", nargs="+", choices=zoo.ARCHITECTURES, default=list(zoo.ARCHITECTURES)
+    )
+    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "tests/data")
+    args = parser.parse_args()
+
+    torch.set_num_threads(2)
+    for model in args.models:
+        write_reference(model, reference_path(model, args.out_dir))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The model zoo: shipped data and weights, and the SmallCNN in each installed framework.
+"""The model zoo: shipped data and weights, and each SmallCNN (regular, robust) in each framework.
 
 Oracles: the held-out labels (accuracy), PyTorch's logits stored by
 ``scripts/make_reference_logits.py`` (for environments with one framework), and PyTorch live where
@@ -17,10 +17,10 @@ import pytest
 
 from foolbox_alma import zoo
 
-REFERENCE = Path(__file__).parent / "data" / "smallcnn_reference_logits.npz"
+DATA = Path(__file__).parent / "data"
 MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 LOGIT_ATOL = 1e-4
-MIN_HELDOUT_ACCURACY = 0.985
+MIN_HELDOUT_ACCURACY = {"smallcnn": 0.985, "smallcnn-robust": 0.98}
 # Each framework in its default layout and, where it has one, the other layout.
 LAYOUTS = [
     ("pytorch", None),
@@ -30,23 +30,25 @@ LAYOUTS = [
     ("jax", "channels_last"),
 ]
 
-_logits_cache: Dict[Tuple[str, Optional[str]], np.ndarray] = {}
+_logits_cache: Dict[Tuple[str, Optional[str], str], np.ndarray] = {}
 
 
-def heldout_logits(framework: str, data_format: Optional[str]) -> np.ndarray:
-    """Logits of ``zoo.foolbox_model(framework)`` on all 1000 held-out images, computed once."""
-    key = (framework, data_format)
+def heldout_logits(
+    framework: str, data_format: Optional[str], name: str = "smallcnn"
+) -> np.ndarray:
+    """Logits of ``zoo.foolbox_model(framework, name)`` on all 1000 held-out images, computed once."""
+    key = (framework, data_format, name)
     if key not in _logits_cache:
         pytest.importorskip(MODULE[framework])
-        fmodel = zoo.foolbox_model(framework, data_format=data_format)
+        fmodel = zoo.foolbox_model(framework, name, data_format=data_format)
         images, _ = zoo.heldout_for(framework, data_format)
         _logits_cache[key] = ep.astensor(fmodel(images)).numpy()
     return _logits_cache[key]
 
 
-@pytest.fixture(scope="module")
-def reference() -> Dict[str, Any]:
-    with np.load(REFERENCE) as archive:
+def load_reference(name: str) -> Dict[str, Any]:
+    """PyTorch's logits of zoo model ``name``, stored by ``scripts/make_reference_logits.py``."""
+    with np.load(DATA / f"{name}_reference_logits.npz") as archive:
         return {key: archive[key] for key in archive.files}
 
 
@@ -80,15 +82,28 @@ def test_heldout_loader_shapes_dtypes_range() -> None:
         zoo.load_mnist_heldout(n=10, offset=995)
 
 
-def test_weights_archive_layout_and_meta() -> None:
-    weights = zoo.load_weights()
+@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
+def test_weights_archive_layout_and_meta(name: str) -> None:
+    weights = zoo.load_weights(name)
     assert list(weights) == list(zoo.PARAMETER_SHAPES)
     for key, shape in zoo.PARAMETER_SHAPES.items():
         assert weights[key].shape == shape and weights[key].dtype == np.float32
         assert np.isfinite(weights[key]).all()
-    meta = zoo.weights_info()
+    meta = zoo.weights_info(name)
     assert meta["train_images"] == [0, 9000] and meta["heldout_images"] == [9000, 10000]
-    assert meta["heldout_accuracy"] >= MIN_HELDOUT_ACCURACY
+    assert meta["heldout_accuracy"] >= MIN_HELDOUT_ACCURACY[name]
+    assert {"seed", "epochs", "train_seconds"} <= set(meta)
+
+
+def test_robust_weights_meta_records_the_adversarial_training() -> None:
+    meta = zoo.weights_info("smallcnn-robust")
+    assert meta["eps"] == 2.0 and "DDN" in meta["training"]
+    assert 0 <= meta["clean_epochs"] < meta["epochs"]
+    # the repository's budget for training it: 45 minutes of 2 CPU cores
+    assert meta["threads"] == 2 and meta["train_cpu_seconds"] <= 2 * 45 * 60
+    assert zoo.weights_sha256(zoo.load_weights("smallcnn-robust")) != zoo.weights_sha256(
+        zoo.load_weights("smallcnn")
+    )
 
 
 def test_load_weights_unknown_name_lists_available() -> None:
@@ -117,9 +132,11 @@ def test_load_weights_from_path(tmp_path: Path) -> None:
         zoo.load_weights(path=path)
 
 
-def test_reference_logits_belong_to_shipped_weights(reference: Dict[str, Any]) -> None:
-    assert str(reference["weights_sha256"]) == zoo.weights_sha256(zoo.load_weights()), (
-        "the shipped weights changed: rerun scripts/make_reference_logits.py"
+@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
+def test_reference_logits_belong_to_shipped_weights(name: str) -> None:
+    reference = load_reference(name)
+    assert str(reference["weights_sha256"]) == zoo.weights_sha256(zoo.load_weights(name)), (
+        f"the shipped {name} weights changed: rerun scripts/make_reference_logits.py"
     )
     assert reference["logits"].shape == (1000, 10) and reference["logits"].dtype == np.float32
     np.testing.assert_array_equal(reference["labels"], zoo.load_mnist_heldout()[1])
@@ -129,27 +146,33 @@ def test_reference_logits_belong_to_shipped_weights(reference: Dict[str, Any]) -
 # --- each framework --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
 @pytest.mark.parametrize("framework, data_format", LAYOUTS)
-def test_heldout_accuracy(framework: str, data_format: Optional[str]) -> None:
-    logits = heldout_logits(framework, data_format)
+def test_heldout_accuracy(framework: str, data_format: Optional[str], name: str) -> None:
+    logits = heldout_logits(framework, data_format, name)
     _, labels = zoo.load_mnist_heldout()
-    assert (logits.argmax(axis=1) == labels).mean() >= MIN_HELDOUT_ACCURACY
+    assert (logits.argmax(axis=1) == labels).mean() >= MIN_HELDOUT_ACCURACY[name]
 
 
+@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
 @pytest.mark.parametrize("framework, data_format", LAYOUTS)
 def test_logits_match_pytorch_reference(
-    framework: str, data_format: Optional[str], reference: Dict[str, Any]
+    framework: str, data_format: Optional[str], name: str
 ) -> None:
-    logits = heldout_logits(framework, data_format)
+    logits = heldout_logits(framework, data_format, name)
     assert logits.shape == (1000, 10)
-    np.testing.assert_allclose(logits, reference["logits"], rtol=0, atol=LOGIT_ATOL)
+    np.testing.assert_allclose(logits, load_reference(name)["logits"], rtol=0, atol=LOGIT_ATOL)
 
 
+@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
-def test_logits_match_pytorch_live(framework: str) -> None:
+def test_logits_match_pytorch_live(framework: str, name: str) -> None:
     pytest.importorskip("torch")
     np.testing.assert_allclose(
-        heldout_logits(framework, None), heldout_logits("pytorch", None), rtol=0, atol=LOGIT_ATOL
+        heldout_logits(framework, None, name),
+        heldout_logits("pytorch", None, name),
+        rtol=0,
+        atol=LOGIT_ATOL,
     )
 
 

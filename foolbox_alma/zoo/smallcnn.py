@@ -29,8 +29,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 import foolbox as fb
 import numpy as np
 
-ARCHITECTURES = ("smallcnn",)
-"""Names accepted by :func:`load_weights` (each is ``data/<name>.npz``)."""
+ARCHITECTURES = ("smallcnn", "smallcnn-robust")
+"""Names accepted by :func:`load_weights` (each is ``data/<name>.npz``): the regularly trained
+SmallCNN (``scripts/train_smallcnn.py``) and an L2-robust one, adversarially trained with DDN
+(``scripts/train_robust_smallcnn.py``); same architecture, same archive layout."""
 
 PARAMETER_SHAPES: Dict[str, Tuple[int, ...]] = {
     "feature_extractor.conv1.weight": (32, 1, 3, 3),
