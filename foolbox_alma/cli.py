@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(handler=bench.main)
+
+    from . import compare
+
+    compare_parser = commands.add_parser(
+        "compare",
+        help="run the same ALMA attack in every installed framework and compare the results",
+        description=compare.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_arguments(compare_parser)
+    compare_parser.set_defaults(handler=compare.main)
     return parser
 
 

@@ -1,43 +1,40 @@
-"""``foolbox-alma demo``: ALMA L2 and L1 on the shipped MNIST SmallCNN, offline.
+"""``foolbox-alma demo``: ALMA L2 and L1 on a shipped MNIST SmallCNN, offline.
 
 Attacks held-out MNIST images (never seen in training) with ALMA, prints the paper's columns (ASR,
 median distance, forwards/backwards per sample, seconds) and writes a PNG of originals,
-adversarials and perturbations.
+adversarials and perturbations. ``--framework`` picks PyTorch, TensorFlow or JAX (the same weights
+in each), ``--model`` the regular SmallCNN or the L2-robust one.
 """
 
 import argparse
-import time
-from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .metrics import format_median, median_distance, success_rate
+from .compare import AttackRun, run_alma
+from .metrics import format_median
 
 DISTANCES = ("l2", "l1")
 
-
-@dataclass
-class DemoResult:
-    distance: str
-    success: np.ndarray  # (N,) bool
-    distances: np.ndarray  # (N,) float, in the model's input units
-    adversarials: np.ndarray  # (N, 1, 28, 28)
-    predictions: np.ndarray  # (N,) classes of the adversarials
-    forwards: float  # per sample, counted
-    backwards: float
-    seconds: float
-
-    @property
-    def asr(self) -> float:
-        return success_rate(self.success)
-
-    @property
-    def median(self) -> float:
-        return median_distance(self.distances, self.success)
+DemoResult = AttackRun
+"""One attack of the demo (the type :func:`foolbox_alma.compare.run_alma` returns)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .zoo import ARCHITECTURES
+
+    parser.add_argument(
+        "--framework",
+        choices=("torch", "tensorflow", "jax"),
+        default="torch",
+        help="framework that runs the model and the attack (default torch)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=ARCHITECTURES,
+        default="smallcnn",
+        help="zoo model: the regular SmallCNN or the L2-robust (DDN-trained) one",
+    )
     parser.add_argument("--images", type=int, default=100, help="held-out images (max 1000)")
     parser.add_argument("--steps", type=int, default=100, help="ALMA steps")
     parser.add_argument(
@@ -65,61 +62,37 @@ def run_demo(
     seed: int = 0,
     batch_size: int = 500,
     progress: bool = True,
+    framework: str = "pytorch",
+    model: str = "smallcnn",
 ) -> "tuple[np.ndarray, np.ndarray, float, List[DemoResult]]":
-    """Runs ALMA with each distance on the shipped SmallCNN (PyTorch); returns the images, labels,
-    clean accuracy and one :class:`DemoResult` per distance."""
-    import foolbox as fb
-    import torch
+    """Runs ALMA with each distance on a shipped model in ``framework``; returns the images
+    (channels-first), labels, clean accuracy and one :class:`DemoResult` per distance.
 
-    from .alma import ALMA
-    from .counting import count_torch_passes
-    from .zoo import load_mnist_heldout, smallcnn_torch
+    The attack uses ALMA's defaults (``alpha`` 0.9) whatever the budget; passes are counted with
+    hooks on PyTorch and with a counting wrapper on TensorFlow and JAX
+    (:func:`foolbox_alma.counting.counted_model`).
+    """
+    from .zoo import load_mnist_heldout
 
     if not 1 <= images <= 1000:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
-    x_np, y_np = load_mnist_heldout(images)
-    net = smallcnn_torch()
-    fmodel = fb.PyTorchModel(net, bounds=(0, 1))
-    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-    with torch.no_grad():
-        clean_accuracy = float((net(x).argmax(1) == y).float().mean())
-    labels = (y + 1) % 10 if targeted else y
-
-    results = []
-    for distance in distances:
-        torch.manual_seed(seed)
-        attack = ALMA(distance=distance, steps=steps, progress=progress)
-        adversarials = []
-        start = time.perf_counter()
-        with count_torch_passes(net) as counter:
-            for lo in range(0, images, batch_size):
-                batch = labels[lo : lo + batch_size]
-                criterion = (
-                    fb.criteria.TargetedMisclassification(batch)
-                    if targeted
-                    else fb.criteria.Misclassification(batch)
-                )
-                adversarials.append(attack.run(fmodel, x[lo : lo + batch_size], criterion))
-        seconds = time.perf_counter() - start
-        adv = torch.cat(adversarials)
-        with torch.no_grad():
-            predictions = net(adv).argmax(1)
-        success = (predictions == labels) if targeted else (predictions != y)
-        p = 2 if distance == "l2" else 1
-        dist = (adv - x).flatten(1).norm(p=p, dim=1)
-        forwards, backwards = counter.per_sample(images)
-        results.append(
-            DemoResult(
-                distance=distance,
-                success=success.numpy(),
-                distances=dist.numpy(),
-                adversarials=adv.numpy(),
-                predictions=predictions.numpy(),
-                forwards=forwards,
-                backwards=backwards,
-                seconds=seconds,
-            )
+    results = [
+        run_alma(
+            framework,
+            model,
+            distance,
+            steps,
+            images,
+            alpha=0.9,
+            targeted=targeted,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
         )
+        for distance in distances
+    ]
+    x_np, y_np = load_mnist_heldout(images)
+    clean_accuracy = results[0].clean_accuracy if results else float("nan")
     return x_np, y_np, clean_accuracy, results
 
 
@@ -170,7 +143,8 @@ def plot(
     for k, r in enumerate(results):
         axes[1 + 2 * k, 0].set_ylabel(f"ALMA {r.distance.upper()}", fontsize=8)
         axes[2 + 2 * k, 0].set_ylabel("perturbation", fontsize=8)
-    fig.suptitle("ALMA on the shipped MNIST SmallCNN (held-out images)", fontsize=10)
+    where = f" {results[0].model} ({results[0].framework})" if results else " SmallCNN"
+    fig.suptitle(f"ALMA on the shipped MNIST{where}, held-out images", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -178,6 +152,7 @@ def plot(
 
 def main(args: argparse.Namespace) -> int:
     distances: List[str] = list(DISTANCES) if args.distance == "both" else [args.distance]
+    framework = {"torch": "pytorch"}.get(args.framework, args.framework)
     x, y, clean_accuracy, results = run_demo(
         images=args.images,
         steps=args.steps,
@@ -186,9 +161,11 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        framework=framework,
+        model=args.model,
     )
     print(
-        f"MNIST SmallCNN (PyTorch), {args.images} held-out images, clean accuracy "
+        f"MNIST {args.model} ({framework}), {args.images} held-out images, clean accuracy "
         f"{100 * clean_accuracy:.2f}%, {args.steps} steps"
     )
     print(format_table(results, args.steps, args.targeted))

@@ -1,0 +1,392 @@
+"""``foolbox-alma compare``: the same ALMA attack on the same model and images in every framework.
+
+One weight archive of the model zoo feeds the PyTorch, TensorFlow and JAX builds of a model
+(:mod:`foolbox_alma.zoo`), so the three differ only by float32 rounding. The attack is one EagerPy
+implementation, so on the same held-out images it should find the same adversarials up to that
+rounding, amplified by the optimisation: :func:`compare_frameworks` runs it in each framework (each
+in its native layout: TensorFlow channels-last), with the passes counted (see
+:mod:`foolbox_alma.counting`) and the time measured, and reports how far the frameworks drift
+apart, per sample and in the median distance.
+
+Seconds are wall-clock time for the whole attack, the tracing and compilation of TensorFlow's
+``tf.function`` and JAX's ``jax.jit`` included (what a user pays for one call).
+"""
+
+import argparse
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from .metrics import format_median, median_distance, success_rate
+
+FRAMEWORKS = ("pytorch", "tensorflow", "jax")
+DISTANCES = ("l2", "l1")
+MEDIAN_TOLERANCE = 0.01  # relative: the medians of two frameworks must agree within 1%
+_MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
+_ALIASES = {"torch": "pytorch", "tf": "tensorflow"}
+_P = {"l2": 2, "l1": 1}
+
+
+@dataclass
+class AttackRun:
+    """ALMA on one zoo model in one framework; arrays are NumPy, images channels-first."""
+
+    framework: str
+    model: str
+    distance: str
+    steps: int
+    alpha: float
+    data_format: str
+    labels: np.ndarray  # (N,) true labels (or targets when targeted)
+    success: np.ndarray  # (N,) bool: the returned point is adversarial
+    distances: np.ndarray  # (N,) float64, in the model's input units
+    adversarials: np.ndarray  # (N, 1, 28, 28) float32
+    predictions: np.ndarray  # (N,) classes of the adversarials
+    clean_accuracy: float
+    forwards: float  # per sample, counted
+    backwards: float
+    seconds: float
+    targeted: bool = False
+
+    @property
+    def asr(self) -> float:
+        return success_rate(self.success)
+
+    @property
+    def median(self) -> float:
+        return median_distance(self.distances, self.success)
+
+
+@dataclass
+class Disagreement:
+    """How far one framework's run is from the reference framework's, sample by sample."""
+
+    framework: str
+    reference: str
+    median_relative: float  # |median - reference median| / reference median
+    success_differs: int  # samples adversarial in one run only
+    max_distance: float  # largest |d - d_ref| over samples adversarial in both
+    max_distance_index: int
+    max_adversarial: float  # largest distance (same norm) between the two adversarials
+    max_adversarial_index: int
+
+
+@dataclass
+class Comparison:
+    """The runs of :func:`compare_frameworks`, and their disagreements with the first one."""
+
+    runs: List[AttackRun]
+    tolerance: float = MEDIAN_TOLERANCE
+    disagreements: List[Disagreement] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.disagreements = [disagreement(run, self.runs[0]) for run in self.runs[1:]]
+
+    @property
+    def reference(self) -> AttackRun:
+        return self.runs[0]
+
+    @property
+    def medians_agree(self) -> bool:
+        return all(d.median_relative <= self.tolerance for d in self.disagreements)
+
+
+def installed_frameworks() -> List[str]:
+    """The frameworks importable here, in the order PyTorch, TensorFlow, JAX."""
+    return [f for f in FRAMEWORKS if importlib.util.find_spec(_MODULE[f]) is not None]
+
+
+def parse_frameworks(names: Optional[Sequence[str]]) -> List[str]:
+    """Canonical framework names (``torch`` and ``tf`` accepted), checked to be installed."""
+    installed = installed_frameworks()
+    if not names:
+        if not installed:
+            raise ImportError("none of PyTorch, TensorFlow, JAX is installed")
+        return installed
+    frameworks: List[str] = []
+    for name in names:
+        framework = _ALIASES.get(name.strip().lower(), name.strip().lower())
+        if framework not in FRAMEWORKS:
+            raise ValueError(
+                f"unknown framework {name!r}; use {', '.join(FRAMEWORKS)} (or torch, tf)"
+            )
+        if framework not in installed:
+            raise ImportError(f"{framework} is not installed (installed: {', '.join(installed)})")
+        if framework not in frameworks:
+            frameworks.append(framework)
+    return frameworks
+
+
+def seed_framework(framework: str, seed: int) -> None:
+    """Seeds the randomness ALMA uses (random directions where the first gradient vanishes)."""
+    if framework == "pytorch":
+        import torch
+
+        torch.manual_seed(seed)
+    elif framework == "tensorflow":
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
+    else:
+        import eagerpy as ep
+        import jax
+
+        ep.JAXTensor.key = jax.random.PRNGKey(seed)
+
+
+def default_alpha(steps: int) -> float:
+    """The paper's EMA weight for the budget (the benchmark's rule: 0.5 up to 100 steps)."""
+    from .bench.attacks import alma_alpha
+
+    return alma_alpha(steps)
+
+
+def run_alma(
+    framework: str,
+    model: str = "smallcnn",
+    distance: str = "l2",
+    steps: int = 100,
+    images: int = 100,
+    *,
+    alpha: Optional[float] = None,
+    targeted: bool = False,
+    seed: int = 0,
+    batch_size: int = 500,
+    progress: bool = False,
+) -> AttackRun:
+    """ALMA on the zoo model ``model`` in ``framework``, on the first ``images`` held-out images.
+
+    Args:
+        framework: ``"pytorch"``, ``"tensorflow"`` or ``"jax"`` (the model in its native layout).
+        model: a zoo model name (:data:`foolbox_alma.zoo.ARCHITECTURES`).
+        distance: ``"l2"`` or ``"l1"``.
+        steps: ALMA steps.
+        images: how many held-out images (1..1000).
+        alpha: ALMA's EMA weight; None: the paper's for the budget (:func:`default_alpha`).
+        targeted: attack towards class ``(label + 1) mod 10`` instead.
+        seed: the framework's seed, set before the attack.
+        batch_size: images per attack call.
+        progress: show ALMA's progress bar.
+    """
+    import eagerpy as ep
+    import foolbox as fb
+
+    from . import zoo
+    from .alma import ALMA
+    from .counting import counted_model
+
+    if not 1 <= images <= zoo.smallcnn.HELDOUT_SIZE:
+        raise ValueError(f"--images must be between 1 and 1000, got {images}")
+    if distance not in _P:
+        raise ValueError(f"unknown distance {distance!r}; use one of {', '.join(DISTANCES)}")
+    framework = parse_frameworks([framework])[0]
+    alpha = default_alpha(steps) if alpha is None else alpha
+    fmodel = zoo.foolbox_model(framework, model)
+    x_native, y_native = zoo.heldout_for(framework, n=images)
+    x, y = ep.astensor(x_native), ep.astensor(y_native)
+    clean = _predict(fmodel, x, batch_size)
+    labels = (y + 1) % 10 if targeted else y
+
+    seed_framework(framework, seed)
+    attack = ALMA(distance=distance, steps=steps, alpha=alpha, progress=progress)
+    batches = []
+    start = time.perf_counter()
+    with counted_model(fmodel) as (counted, _, counting):
+        for lo in range(0, images, batch_size):
+            batch = labels[lo : lo + batch_size]
+            criterion = (
+                fb.criteria.TargetedMisclassification(batch)
+                if targeted
+                else fb.criteria.Misclassification(batch)
+            )
+            batches.append(attack.run(counted, x[lo : lo + batch_size], criterion))
+    seconds = time.perf_counter() - start
+    forwards, backwards = counting.counter.per_sample(images)
+
+    adv = ep.concatenate(batches)
+    predictions = _predict(fmodel, adv, batch_size)
+    labels_np = labels.numpy()
+    success = predictions == labels_np if targeted else predictions != y.numpy()
+    adversarials = _channels_first(adv.numpy(), fmodel.data_format)
+    originals = _channels_first(x.numpy(), fmodel.data_format)
+    return AttackRun(
+        framework=framework,
+        model=model,
+        distance=distance,
+        steps=steps,
+        alpha=alpha,
+        data_format=fmodel.data_format,
+        labels=labels_np,
+        success=success,
+        distances=norms(adversarials - originals, distance),
+        adversarials=adversarials,
+        predictions=predictions,
+        clean_accuracy=float((clean == y.numpy()).mean()),
+        forwards=forwards,
+        backwards=backwards,
+        seconds=seconds,
+        targeted=targeted,
+    )
+
+
+def compare_frameworks(
+    model: str = "smallcnn",
+    distance: str = "l2",
+    steps: int = 100,
+    images: int = 100,
+    frameworks: Optional[Sequence[str]] = None,
+    *,
+    alpha: Optional[float] = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    tolerance: float = MEDIAN_TOLERANCE,
+    progress: bool = False,
+) -> Comparison:
+    """Runs :func:`run_alma` with the same settings in each framework (all installed when None).
+
+    The first framework is the reference the others are compared with (PyTorch where installed).
+    """
+    runs = [
+        run_alma(
+            framework,
+            model,
+            distance,
+            steps,
+            images,
+            alpha=alpha,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        for framework in parse_frameworks(frameworks)
+    ]
+    return Comparison(runs, tolerance=tolerance)
+
+
+def disagreement(run: AttackRun, reference: AttackRun) -> Disagreement:
+    """Per-sample differences of ``run`` from ``reference`` (same model, images and settings)."""
+    both = run.success & reference.success
+    gap = np.where(both, np.abs(run.distances - reference.distances), -np.inf)
+    apart = norms(run.adversarials - reference.adversarials, run.distance)
+    ref_median = reference.median
+    if np.isfinite(ref_median) and ref_median > 0:
+        median_relative = abs(run.median - ref_median) / ref_median
+    else:  # both infinite (ASR < 50%) or both zero count as agreeing
+        median_relative = 0.0 if run.median == ref_median else float("inf")
+    i, j = int(np.argmax(gap)), int(np.argmax(apart))
+    return Disagreement(
+        framework=run.framework,
+        reference=reference.framework,
+        median_relative=float(median_relative),
+        success_differs=int((run.success != reference.success).sum()),
+        max_distance=float(gap[i]) if both.any() else 0.0,
+        max_distance_index=i,
+        max_adversarial=float(apart[j]),
+        max_adversarial_index=j,
+    )
+
+
+def norms(delta: np.ndarray, distance: str) -> np.ndarray:
+    """Per-sample L1 or L2 norms, in float64."""
+    flat = np.asarray(delta, dtype=np.float64).reshape(len(delta), -1)
+    return np.linalg.norm(flat, ord=_P[distance], axis=1)
+
+
+def _predict(fmodel: Any, x: Any, batch_size: int) -> np.ndarray:
+    return np.concatenate(
+        [
+            fmodel(x[lo : lo + batch_size]).argmax(axis=-1).numpy()
+            for lo in range(0, len(x), batch_size)
+        ]
+    )
+
+
+def _channels_first(images: np.ndarray, data_format: str) -> np.ndarray:
+    if data_format == "channels_last":
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    return images
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+
+def format_table(comparison: Comparison) -> str:
+    """The runs as a Markdown table, then the per-sample disagreements with the reference."""
+    first = comparison.reference
+    name = first.distance.upper()
+    lines = [
+        f"| framework | layout | ASR (%) | median {name} | forwards / backwards | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in comparison.runs:
+        lines.append(
+            f"| {r.framework} | {r.data_format.replace('channels_', 'channels-')} "
+            f"| {100 * r.asr:.2f} | {format_median(r.median, 5)} "
+            f"| {r.forwards:.0f} / {r.backwards:.0f} | {r.seconds:.1f} |"
+        )
+    if not comparison.disagreements:
+        lines.append("")
+        lines.append("only one framework: nothing to compare")
+        return "\n".join(lines)
+    lines.append("")
+    lines.append(f"Largest per-sample disagreement with {first.framework} (held-out image index):")
+    for d in comparison.disagreements:
+        lines.append(
+            f"* {d.framework}: median {100 * d.median_relative:.3f}% apart; "
+            f"distance {d.max_distance:.3g} (image {d.max_distance_index}); adversarials "
+            f"{d.max_adversarial:.3g} {name} apart (image {d.max_adversarial_index}); "
+            f"success differs on {d.success_differs} image(s)"
+        )
+    verdict = "agree" if comparison.medians_agree else "DISAGREE"
+    lines.append(f"Medians {verdict} within {100 * comparison.tolerance:g}%.")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .zoo import ARCHITECTURES
+
+    parser.add_argument("--model", choices=ARCHITECTURES, default="smallcnn", help="zoo model")
+    parser.add_argument("--distance", choices=DISTANCES, default="l2")
+    parser.add_argument("--steps", type=int, default=100, help="ALMA steps")
+    parser.add_argument("--images", type=int, default=100, help="held-out images (max 1000)")
+    parser.add_argument(
+        "--frameworks",
+        type=lambda text: [name for name in text.split(",") if name.strip()],
+        default=None,
+        help="comma-separated, e.g. torch,jax (default: all installed)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="ALMA's EMA weight (default 0.5 up to 100 steps, else 0.9, as in the paper)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="framework seed")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--progress", action="store_true", help="show ALMA's progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    comparison = compare_frameworks(
+        model=args.model,
+        distance=args.distance,
+        steps=args.steps,
+        images=args.images,
+        frameworks=args.frameworks,
+        alpha=args.alpha,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=args.progress,
+    )
+    first = comparison.reference
+    print(
+        f"ALMA {args.distance.upper()}, {args.steps} steps (alpha {first.alpha:g}) on {args.model}, "
+        f"{args.images} held-out MNIST images, clean accuracy {100 * first.clean_accuracy:.2f}%"
+    )
+    print(format_table(comparison))
+    return 0 if comparison.medians_agree else 1
