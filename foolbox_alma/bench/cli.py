@@ -144,11 +144,8 @@ def main(args: argparse.Namespace) -> int:
     if not 1 <= images <= 1000 - args.offset:
         raise ValueError(f"--images must be between 1 and {1000 - args.offset}, got {images}")
 
-    if args.threads and args.framework == "jax" and "jax" not in sys.modules:
-        os.environ.setdefault(
-            "XLA_FLAGS",
-            f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={args.threads}",
-        )
+    if args.threads:
+        _limit_threads_before_import(args.framework, args.threads)
     fmodel, x, y = load_model_and_images(args.model, args.framework, images, args.offset)
     command = _command(args)
     from .runner import run_benchmark
@@ -185,6 +182,24 @@ def main(args: argparse.Namespace) -> int:
         print("*", note)
     print("wrote", ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _limit_threads_before_import(framework: str, threads: int) -> None:
+    """TensorFlow and JAX fix their thread pools when they start: set them before the model
+    is built (PyTorch's is set by :func:`run_benchmark`)."""
+    if framework == "jax" and "jax" not in sys.modules:
+        os.environ.setdefault(
+            "XLA_FLAGS",
+            f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}",
+        )
+    elif framework in ("tensorflow", "tf"):
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already started in this process
+            pass
 
 
 def load_model_and_images(model: str, framework: str, images: int, offset: int = 0) -> Any:

@@ -311,7 +311,7 @@ def collect(
 def _floor_description(run: BenchmarkRun) -> str:
     modes = {b.get("timing") for r in run.results for b in r.batches}
     cap = run.info.get("floor_passes")
-    amount = "one plain pass per attack step" if cap is None else f"at most {cap} plain passes"
+    amount = "as many plain passes as the budget" if cap is None else f"at most {cap} plain passes"
     parts = []
     if "steps" in modes:
         parts.append(

@@ -527,6 +527,10 @@ def _current_threads(framework: str) -> Optional[int]:
         import tensorflow as tf
 
         return tf.config.threading.get_intra_op_parallelism_threads() or None
+    if framework == "jax":
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "intra_op_parallelism_threads=" in flags:
+            return int(flags.split("intra_op_parallelism_threads=")[1].split()[0])
     return None
 
 
@@ -589,7 +593,8 @@ def machine_info() -> Dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for package in ("foolbox-alma", "foolbox", "eagerpy", "torch", "tensorflow", "jax", "adv-lib"):
+    packages = ("foolbox-alma", "foolbox", "eagerpy", "torch", "tensorflow", "tensorflow-cpu")
+    for package in packages + ("jax", "jaxlib", "adv-lib"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
