@@ -180,6 +180,13 @@ def test_plain_passes_calibrate_the_timing(fw):
     assert 0 < r.overhead < math.inf and math.isnan(run.optimality(r))  # TF/JAX: compiling
 
 
+def test_no_floor_leaves_the_time_ratio_out(fw):
+    fmodel, x, y = _tiny_model(fw)
+    run = run_benchmark(fmodel, x, y, attacks=["alma-l2"], steps=3, floor_passes=0, progress=False)
+    (r,) = run.results
+    assert r.floor_passes_timed == 0 and math.isnan(r.overhead) and r.backwards == 3
+
+
 # -- registry ---------------------------------------------------------------------------------
 
 

@@ -74,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--floor-passes",
         type=int,
         help="at most this many plain forward+backward passes timed per batch (half before, "
-        "half after the attack; presets: 200; else as many as the attack's budget)",
+        "half after the attack; presets: 200; else as many as the attack's budget; 0: none, "
+        "which halves the run time and leaves the time ratio out)",
     )
     parser.add_argument(
         "--timing",

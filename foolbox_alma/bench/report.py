@@ -321,7 +321,7 @@ def _floor_description(run: BenchmarkRun) -> str:
         )
     if "around" in modes:
         parts.append(f"{amount} per batch, half just before and half just after the attack")
-    return "; ".join(parts) or "none"
+    return "; ".join(parts) or "none (--floor-passes 0): no time ratio"
 
 
 def _relative(path: Path, start: Path) -> str:

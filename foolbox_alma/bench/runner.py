@@ -177,7 +177,7 @@ def run_benchmark(
             ``resume`` an attack whose file holds the same settings is not run again.
         resume: Reuse saved results with the same settings.
         floor_passes: At most this many plain passes timed per batch; None times as many as
-            the budget allows (the fairest, most costly).
+            the budget allows (the fairest, most costly); 0 times none (no time ratio).
         timing: How the floor is interleaved with the attack (see :mod:`.timing`): ``"steps"``
             (a floor pass between attack steps; PyTorch modules only), ``"around"`` (half of
             the floor passes before each batch, half after) or ``"auto"`` (steps where possible).
@@ -304,7 +304,7 @@ def _run_attack(
 ) -> AttackResult:
     n = len(x)
     nominal = spec.nominal_passes(steps)
-    budget = nominal if floor_passes is None else max(1, min(nominal, floor_passes))
+    budget = nominal if not floor_passes else max(1, min(nominal, floor_passes))
     per_side = max(1, budget // 2)  # "around": before and after each batch
     every = math.ceil(nominal / budget)  # "steps": one floor pass every `every` attack steps
     distances, success = [], []
@@ -321,12 +321,14 @@ def _run_attack(
     )
     with counted_model(fmodel) as (model, module, counting):
         mode = timing if timing != "auto" else ("steps" if module is not None else "around")
+        if floor_passes == 0:
+            mode = "none"
         if mode == "steps" and module is None:
             raise ValueError("timing='steps' needs a PyTorch model (module hooks)")
         for lo in range(0, n, batch_size):
             xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
             # through the model the attack gets, so that both pay for the counting
-            floor = floor_pass(model, xb.raw, yb.raw)
+            floor = floor_pass(model, xb.raw, yb.raw) if mode != "none" else None
             before = time_passes(floor, per_side) if mode == "around" else 0.0
 
             _seed(x, seed)
@@ -352,10 +354,11 @@ def _run_attack(
                 after = 0.0
             else:
                 seconds_batch = elapsed
-                after = time_passes(floor, per_side)
-                floor_timed, floor_time = 2 * per_side, before + after
+                after = time_passes(floor, per_side) if mode == "around" else 0.0
+                floor_timed = 2 * per_side if mode == "around" else 0
+                floor_time = before + after
             seconds += seconds_batch
-            per_pass = floor_time / floor_timed if floor_timed else math.nan
+            per_pass = floor_time / floor_timed if floor_timed else 0.0
             floor_batch = per_pass * bw_batch / len(xb)
             floor_seconds += floor_batch
             timed += floor_timed
