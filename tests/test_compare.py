@@ -128,17 +128,7 @@ def test_reference_belongs_to_shipped_weights() -> None:
 
 
 @pytest.mark.parametrize("case", reference_cases(), ids=case_id)
-def test_alma_median_matches_pytorch_reference(
-    fw: Framework, case: Dict[str, Any], request: pytest.FixtureRequest
-) -> None:
-    if fw.name == "jax" and case["distance"] == "l1":
-        # jax.grad(jnp.abs)(0.) is 1 (0 in PyTorch and TensorFlow): every pixel whose perturbation
-        # is exactly 0 (clipped at the box) gets a spurious gradient from the L1 term, and JAX's
-        # median is ~6% larger. A bug of foolbox_alma/distances/lp.py, reported; strict, so the
-        # fix shows up here.
-        request.applymarker(
-            pytest.mark.xfail(reason="JAX abs'(0) = 1 in the L1 distance", strict=True)
-        )
+def test_alma_median_matches_pytorch_reference(fw: Framework, case: Dict[str, Any]) -> None:
     run = run_alma(
         fw.name,
         case["model"],

@@ -13,10 +13,10 @@ torch = pytest.importorskip("torch")
 augmented_lagrangian = pytest.importorskip("adv_lib.attacks.augmented_lagrangian")
 
 import foolbox as fb  # noqa: E402
-from foolbox_alma.zoo import load_mnist_heldout, smallcnn_torch  # noqa: E402
 
 from foolbox_alma import ALMA  # noqa: E402
 from foolbox_alma.metrics import median_distance  # noqa: E402
+from foolbox_alma.zoo import load_mnist_heldout, smallcnn_torch  # noqa: E402
 
 
 @pytest.mark.parametrize("distance, init_lr_distance", [("l2", 0.1), ("l1", 0.5)])

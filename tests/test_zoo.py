@@ -164,6 +164,7 @@ def test_logits_match_pytorch_reference(
     np.testing.assert_allclose(logits, load_reference(name)["logits"], rtol=0, atol=LOGIT_ATOL)
 
 
+@pytest.mark.crossframework
 @pytest.mark.parametrize("name", zoo.ARCHITECTURES)
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
 def test_logits_match_pytorch_live(framework: str, name: str) -> None:
@@ -176,6 +177,7 @@ def test_logits_match_pytorch_live(framework: str, name: str) -> None:
     )
 
 
+@pytest.mark.crossframework
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
 def test_input_gradients_match_pytorch_live(framework: str) -> None:
     """Attacks follow gradients: those of a logit difference (what DLR-type losses use) agree.

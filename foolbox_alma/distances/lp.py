@@ -12,8 +12,14 @@ def _flat(t: ep.Tensor) -> ep.Tensor:
 
 
 def l1_distances(reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
-    """Per-sample L1 norm of ``perturbed - reference``."""
-    return ep.abs(_flat(perturbed - reference)).sum(axis=-1)
+    """Per-sample L1 norm of ``perturbed - reference``.
+
+    Written ``d * sign(d)`` rather than ``abs(d)``: JAX differentiates ``abs`` at 0 as 1, which
+    would push coordinates with no perturbation (e.g. clipped at the bounds); ``sign`` gives the
+    subgradient 0 there on every backend.
+    """
+    d = _flat(perturbed - reference)
+    return (d * ep.sign(d)).sum(axis=-1)
 
 
 def l2_distances(reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
