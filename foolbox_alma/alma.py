@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import checks
 from ._compile import compile_step
-from ._dispatch import framework_name, stop_gradient
+from ._dispatch import framework_name, stop_gradient, value_aux_and_grad
 from .constraints import dlr_plus, targeted_dlr_plus, two_class_gap
 from .distances import AttackDistance, get_distance
 from .optim import (
@@ -271,7 +271,7 @@ class ALMA(MinimizationAttack):
             loss = self.penalty(dlr, state.rho, state.mu)
             return loss.sum(), (stop_gradient(dlr), stop_gradient(dist), logit_scale)
 
-        _, (dlr, dist, logit_scale), grad = ep.value_and_grad_fn(x, objective, has_aux=True)(x)
+        _, (dlr, dist, logit_scale), grad = value_aux_and_grad(objective, x)
         grad = grad * problem.scale  # the gradient in [0, 1] coordinates
         lr = state.lr
         if self.init_lr_distance > 0:
@@ -319,7 +319,7 @@ class ALMA(MinimizationAttack):
             loss = dist + self.penalty(dlr, rho, mu)
             return loss.sum(), (dlr_value, stop_gradient(dist), rho, mu, prev_dlr)
 
-        _, aux, grad = ep.value_and_grad_fn(x, objective, has_aux=True)(state.x_adv)
+        _, aux, grad = value_aux_and_grad(objective, state.x_adv)
         dlr, dist, rho, mu, prev_dlr = aux
         state = state._replace(rho=rho, mu=mu, prev_dlr=prev_dlr)
         return self._advance(problem, state, grad * problem.scale, dlr, dist, i)

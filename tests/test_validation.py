@@ -158,3 +158,17 @@ def test_dtypes_kept_and_inputs_never_modified(fw, dtype):
         assert fw.numpy(raw).dtype == dtype and fw.numpy(clipped).dtype == dtype
         assert_unchanged(fw, x, xt)
         assert_unchanged(fw, y, yt)
+
+
+def test_pytorch_model_parameters_untouched():
+    """The gradient is taken with respect to the inputs only: the caller's parameters get no
+    ``.grad`` (EagerPy's backward() would fill it, and spend time computing it)."""
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 5)).eval()
+    assert all(p.requires_grad for p in net.parameters())
+    before = [p.detach().clone() for p in net.parameters()]
+    x = torch.rand(4, 6)
+    ALMA(steps=10)(fb.PyTorchModel(net, bounds=(0, 1)), x, net(x).argmax(1))
+    assert all(p.grad is None for p in net.parameters())
+    for p, q in zip(net.parameters(), before):
+        assert torch.equal(p, q)
