@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional
 import eagerpy as ep
 import foolbox as fb
 
+from .._dispatch import value_aux_and_grad
+
 
 def floor_pass(fmodel: fb.Model, x: Any, y: Any, warm_up: bool = True) -> Callable[[], None]:
     """A function running one forward+backward pass on ``(x, y)`` and waiting for the result
@@ -32,7 +34,8 @@ def floor_pass(fmodel: fb.Model, x: Any, y: Any, warm_up: bool = True) -> Callab
         return ep.crossentropy(fmodel(inputs), labels).sum()
 
     def gradient(inputs: ep.Tensor, labels: ep.Tensor) -> ep.Tensor:
-        return ep.value_and_grad(loss, inputs, labels)[1]
+        # with respect to the inputs only (on PyTorch: no parameter gradients), as ALMA does
+        return value_aux_and_grad(lambda i: (loss(i, labels), ()), inputs)[2]
 
     if isinstance(xe, ep.TensorFlowTensor):
         import tensorflow as tf
