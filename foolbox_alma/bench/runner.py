@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import metrics
+from .._dispatch import framework_name
 from ..counting import counted_model, torch_module_of
 from .attacks import AttackSpec, select
 from .timing import StepSampler, floor_pass, time_passes
@@ -450,14 +451,10 @@ def _specs(attacks: Optional[Sequence[Union[str, AttackSpec]]], framework: str) 
 
 
 def _framework(x: ep.Tensor) -> str:
-    for cls, name in (
-        (ep.PyTorchTensor, "pytorch"),
-        (ep.TensorFlowTensor, "tensorflow"),
-        (ep.JAXTensor, "jax"),
-    ):
-        if isinstance(x, cls):
-            return name
-    raise TypeError(f"the benchmark needs PyTorch, TensorFlow or JAX tensors, got {type(x)}")
+    name = framework_name(x)
+    if name == "numpy":
+        raise TypeError(f"the benchmark needs PyTorch, TensorFlow or JAX tensors, got {type(x)}")
+    return name
 
 
 def _seed(x: ep.Tensor, seed: int) -> None:
