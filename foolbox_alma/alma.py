@@ -306,11 +306,11 @@ class ALMA(MinimizationAttack):
             dlr_value = stop_gradient(dlr)
             # Lines 10-12: grow rho while no adversarial is found and the constraint did not
             # improve by a factor tau over the last M steps.
-            improved = dlr_value < self.tau * state.prev_dlr
-            grown = ep.where(
-                ep.logical_or(state.adv_found, improved), state.rho, self.gamma * state.rho
-            )
-            rho = _select(check, grown, state.rho)
+            rho = state.rho
+            if check is not False:  # eagerly, only on check steps; compiled, a select
+                improved = dlr_value < self.tau * state.prev_dlr
+                kept = ep.logical_or(state.adv_found, improved)
+                rho = _select(check, ep.where(kept, rho, self.gamma * rho), rho)
             prev_dlr = _select(check, dlr_value, state.prev_dlr)
             # Lines 5-6: EMA of dP/dy, projected onto [mu_min, mu_max].
             new_mu = self.penalty.grad(dlr_value, rho, state.mu)

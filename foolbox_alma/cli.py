@@ -12,38 +12,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    from . import demo
-
-    demo_parser = commands.add_parser(
-        "demo",
-        help="attack the shipped MNIST SmallCNN with ALMA L2 and L1 (offline)",
-        description=demo.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    demo.add_arguments(demo_parser)
-    demo_parser.set_defaults(handler=demo.main)
-
+    from . import compare, demo
     from .bench import cli as bench
 
-    bench_parser = commands.add_parser(
-        "bench",
-        help="benchmark ALMA against Foolbox's and adv_lib's attacks (the paper's metrics)",
-        description=bench.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    bench.add_arguments(bench_parser)
-    bench_parser.set_defaults(handler=bench.main)
-
-    from . import compare
-
-    compare_parser = commands.add_parser(
-        "compare",
-        help="run the same ALMA attack in every installed framework and compare the results",
-        description=compare.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    compare.add_arguments(compare_parser)
-    compare_parser.set_defaults(handler=compare.main)
+    subcommands = [
+        ("demo", demo, "attack the shipped MNIST SmallCNN with ALMA L2 and L1 (offline)"),
+        (
+            "bench",
+            bench,
+            "benchmark ALMA against Foolbox's and adv_lib's attacks (the paper's metrics)",
+        ),
+        (
+            "compare",
+            compare,
+            "run the same ALMA attack in every installed framework and compare the results",
+        ),
+    ]
+    for name, module, summary in subcommands:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.main)
     return parser
 
 
