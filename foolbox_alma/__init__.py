@@ -8,16 +8,19 @@ raw, clipped, success = foolbox_alma.ALMA(distance="l2")(fmodel, x, y)
 from . import constraints, distances, optim, penalties
 from .alma import ALMA
 from .constraints import dlr_plus, targeted_dlr_plus
+from .evaluation import EvaluationResult, evaluate
 from .penalties import Penalty, get_penalty
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ALMA",
+    "EvaluationResult",
     "Penalty",
     "constraints",
     "distances",
     "dlr_plus",
+    "evaluate",
     "get_penalty",
     "optim",
     "penalties",

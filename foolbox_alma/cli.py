@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import compare, demo
     from .bench import cli as bench
+    from .evaluation import cli as evaluate
 
     subcommands = [
         ("demo", demo, "attack the shipped MNIST SmallCNN with ALMA L2 and L1 (offline)"),
@@ -21,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
             "bench",
             bench,
             "benchmark ALMA against Foolbox's and adv_lib's attacks (the paper's metrics)",
+        ),
+        (
+            "evaluate",
+            evaluate,
+            "evaluate your model's robustness over a whole data set (in-process or on Ray)",
         ),
         (
             "compare",

@@ -14,7 +14,6 @@ Seconds are wall-clock time for the whole attack, the tracing and compilation of
 
 import argparse
 import importlib.util
-import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
@@ -120,28 +119,11 @@ def parse_frameworks(names: Optional[Sequence[str]]) -> List[str]:
     return frameworks
 
 
-def seed_framework(framework: str, seed: int) -> None:
-    """Seeds the randomness ALMA uses (random directions where the first gradient vanishes)."""
-    if framework == "pytorch":
-        import torch
-
-        torch.manual_seed(seed)
-    elif framework == "tensorflow":
-        import tensorflow as tf
-
-        tf.random.set_seed(seed)
-    else:
-        import eagerpy as ep
-        import jax
-
-        ep.JAXTensor.key = jax.random.PRNGKey(seed)
-
-
 def default_alpha(steps: int) -> float:
-    """The paper's EMA weight for the budget (the benchmark's rule: 0.5 up to 100 steps)."""
-    from .bench.attacks import alma_alpha
+    """ALMA's default EMA weight for the budget (0.5 up to 100 steps, 0.9 from 1000)."""
+    from .alma import default_alpha as alma_default
 
-    return alma_alpha(steps)
+    return alma_default(steps)
 
 
 def run_alma(
@@ -172,11 +154,10 @@ def run_alma(
         progress: show ALMA's progress bar.
     """
     import eagerpy as ep
-    import foolbox as fb
 
     from . import zoo
-    from .alma import ALMA
-    from .counting import counted_model
+    from .evaluation import evaluate
+    from .evaluation.models import parse_model_spec
 
     if not 1 <= images <= zoo.smallcnn.HELDOUT_SIZE:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
@@ -184,52 +165,50 @@ def run_alma(
         raise ValueError(f"unknown distance {distance!r}; use one of {', '.join(DISTANCES)}")
     framework = parse_frameworks([framework])[0]
     alpha = default_alpha(steps) if alpha is None else alpha
-    fmodel = zoo.foolbox_model(framework, model)
+    spec = parse_model_spec(model, framework=framework)
     x_native, y_native = zoo.heldout_for(framework, n=images)
-    x, y = ep.astensor(x_native), ep.astensor(y_native)
-    clean = _predict(fmodel, x, batch_size)
-    labels = (y + 1) % 10 if targeted else y
-
-    seed_framework(framework, seed)
-    attack = ALMA(distance=distance, steps=steps, alpha=alpha, progress=progress)
-    batches = []
-    start = time.perf_counter()
-    with counted_model(fmodel) as (counted, _, counting):
-        for lo in range(0, images, batch_size):
-            batch = labels[lo : lo + batch_size]
-            criterion = (
-                fb.criteria.TargetedMisclassification(batch)
-                if targeted
-                else fb.criteria.Misclassification(batch)
-            )
-            batches.append(attack.run(counted, x[lo : lo + batch_size], criterion))
-    seconds = time.perf_counter() - start
-    forwards, backwards = counting.counter.per_sample(images)
-
-    adv = ep.concatenate(batches)
-    predictions = _predict(fmodel, adv, batch_size)
-    labels_np = labels.numpy()
-    success = predictions == labels_np if targeted else predictions != y.numpy()
-    adversarials = _channels_first(adv.numpy(), fmodel.data_format)
-    originals = _channels_first(x.numpy(), fmodel.data_format)
+    x, y = ep.astensor(x_native).numpy(), ep.astensor(y_native).numpy()
+    result = evaluate(
+        spec,
+        (x, y),
+        distance=distance,
+        steps=steps,
+        alpha=alpha,
+        attack_params={"progress": progress},
+        targeted=targeted,
+        seed=seed,
+        batch_size=batch_size,
+        keep_adversarials=True,
+        progress=False,
+    )
+    assert result.adversarials is not None
+    data_format = _data_format(spec)
+    adversarials = _channels_first(result.adversarials, data_format)
+    originals = _channels_first(x, data_format)
     return AttackRun(
         framework=framework,
         model=model,
         distance=distance,
         steps=steps,
         alpha=alpha,
-        data_format=fmodel.data_format,
-        labels=labels_np,
-        success=success,
+        data_format=data_format,
+        labels=result.targets if targeted else result.labels,
+        success=result.success,
         distances=norms(adversarials - originals, distance),
         adversarials=adversarials,
-        predictions=predictions,
-        clean_accuracy=float((clean == y.numpy()).mean()),
-        forwards=forwards,
-        backwards=backwards,
-        seconds=seconds,
+        predictions=result.adversarial_prediction,
+        clean_accuracy=result.clean_accuracy,
+        forwards=result.summary["forwards_per_sample"],
+        backwards=result.summary["backwards_per_sample"],
+        seconds=result.summary["seconds"]["attack"],
         targeted=targeted,
     )
+
+
+def _data_format(spec: Any) -> str:
+    from .evaluation.engine import load_model
+
+    return getattr(load_model(spec), "data_format", None) or "channels_first"
 
 
 def compare_frameworks(
@@ -293,15 +272,6 @@ def norms(delta: np.ndarray, distance: str) -> np.ndarray:
     """Per-sample L1 or L2 norms, in float64."""
     flat = np.asarray(delta, dtype=np.float64).reshape(len(delta), -1)
     return np.linalg.norm(flat, ord=_P[distance], axis=1)
-
-
-def _predict(fmodel: Any, x: Any, batch_size: int) -> np.ndarray:
-    return np.concatenate(
-        [
-            fmodel(x[lo : lo + batch_size]).argmax(axis=-1).numpy()
-            for lo in range(0, len(x), batch_size)
-        ]
-    )
 
 
 def _channels_first(images: np.ndarray, data_format: str) -> np.ndarray:

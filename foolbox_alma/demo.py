@@ -68,7 +68,8 @@ def run_demo(
     """Runs ALMA with each distance on a shipped model in ``framework``; returns the images
     (channels-first), labels, clean accuracy and one :class:`DemoResult` per distance.
 
-    The attack uses ALMA's defaults (``alpha`` 0.9) whatever the budget; passes are counted with
+    The attack uses ALMA's defaults (``alpha`` follows the budget: 0.5 up to 100 steps, 0.9 from
+    1000); passes are counted with
     hooks on PyTorch and with a counting wrapper on TensorFlow and JAX
     (:func:`foolbox_alma.counting.counted_model`).
     """
@@ -83,7 +84,6 @@ def run_demo(
             distance,
             steps,
             images,
-            alpha=0.9,
             targeted=targeted,
             seed=seed,
             batch_size=batch_size,

@@ -72,8 +72,11 @@ class AttackSpec:
 
 
 def alma_alpha(steps: int) -> float:
-    """The paper's EMA weight: 0.5 for its 100-step runs, 0.9 for its 1000-step runs."""
-    return 0.5 if steps <= 100 else 0.9
+    """The paper's EMA weight: 0.5 for its 100-step runs, 0.9 for its 1000-step runs (ALMA's
+    default, :func:`foolbox_alma.alma.default_alpha`, which joins the two in between)."""
+    from ..alma import default_alpha
+
+    return default_alpha(steps)
 
 
 # -- foolbox-alma ------------------------------------------------------------------------------

@@ -14,10 +14,11 @@ images, 100 and 1000 steps: hours on a CPU; resumable). Explicit flags override 
 """
 
 import argparse
-import os
 import shlex
 import sys
 from typing import Any, Dict, List, Optional
+
+from .._runtime import limit_threads_before_import
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     "quick": {"images": 200, "steps": [100], "floor_passes": 200, "out": "bench_results/quick"},
@@ -146,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--images must be between 1 and {1000 - args.offset}, got {images}")
 
     if args.threads:
-        _limit_threads_before_import(args.framework, args.threads)
+        limit_threads_before_import(args.framework, args.threads)
     fmodel, x, y = load_model_and_images(args.model, args.framework, images, args.offset)
     command = _command(args)
     from .runner import run_benchmark
@@ -183,24 +184,6 @@ def main(args: argparse.Namespace) -> int:
         print("*", note)
     print("wrote", ", ".join(str(p) for p in paths.values()))
     return 0
-
-
-def _limit_threads_before_import(framework: str, threads: int) -> None:
-    """TensorFlow and JAX fix their thread pools when they start: set them before the model
-    is built (PyTorch's is set by :func:`run_benchmark`)."""
-    if framework == "jax" and "jax" not in sys.modules:
-        os.environ.setdefault(
-            "XLA_FLAGS",
-            f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}",
-        )
-    elif framework in ("tensorflow", "tf"):
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # already started in this process
-            pass
 
 
 def load_model_and_images(model: str, framework: str, images: int, offset: int = 0) -> Any:

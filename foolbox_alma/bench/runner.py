@@ -23,9 +23,10 @@ import foolbox as fb
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import metrics
+from .. import _runtime, metrics
 from .._dispatch import framework_name
 from ..counting import counted_model, torch_module_of
+from ..evaluation.engine import attack_batch, predict, score_batch
 from .attacks import AttackSpec, select
 from .timing import StepSampler, floor_pass, time_passes
 
@@ -224,10 +225,10 @@ def run_benchmark(
     run_info.update(info or {})
 
     results: List[AttackResult] = []
-    with _frozen_parameters(fmodel), _threads(framework, threads):
-        run_info["threads"] = _current_threads(framework)
+    with _frozen_parameters(fmodel), _runtime.threads(framework, threads):
+        run_info["threads"] = _runtime.current_threads(framework)
         y_np = y.numpy()
-        clean_predictions = _predict(fmodel, x, batch_size)
+        clean_predictions = predict(fmodel, x, batch_size)
         clean_accuracy = float((clean_predictions == y_np).mean()) if n else math.nan
         for budget in budgets:
             done: Dict[str, AttackResult] = {}
@@ -332,20 +333,21 @@ def _run_attack(
             floor = floor_pass(model, xb.raw, yb.raw) if mode != "none" else None
             before = time_passes(floor, per_side) if mode == "around" else 0.0
 
-            _seed(x, seed)
-            counter = counting.counter
-            fw0, bw0 = counter.forward_samples, counter.backward_samples
-            counter.listener = lambda samples: bar.update(samples / n)
-            sampler = StepSampler(module, floor, every, counter) if mode == "steps" else None
-            with sampler or contextlib.nullcontext():
-                start = time.perf_counter()
-                adv = run_fn(model, module, xb.raw, yb.raw)
-                adv = np.array(ep.astensor(adv).numpy())  # waits for the result
-                elapsed = time.perf_counter() - start
-            counter.listener = None
-            counter = counting.counter
-            fw_batch = counter.forward_samples - fw0
-            bw_batch = counter.backward_samples - bw0
+            _runtime.seed_framework(framework_name(x), seed)
+            counting.counter.listener = lambda samples: bar.update(samples / n)
+            sampler = (
+                StepSampler(module, floor, every, counting.counter) if mode == "steps" else None
+            )
+            done = attack_batch(
+                (model, module, counting),
+                lambda m, mod, xs, ys, _targeted: run_fn(m, mod, xs, ys),
+                xb.raw,
+                yb.raw,
+                around=sampler,
+            )
+            counting.counter.listener = None
+            adv, elapsed = done.adversarials, done.seconds
+            fw_batch, bw_batch = done.forwards, done.backwards
             forwards += fw_batch
             backwards += bw_batch
 
@@ -379,9 +381,9 @@ def _run_attack(
                 }
             )
 
-            adv_e = ep.from_numpy(xb, adv)
-            success.append(_predict(fmodel, adv_e, len(xb)) != yb.numpy())
-            distances.append(measure(spec.distance, fmodel, xb, adv_e))
+            score = score_batch(fmodel, spec.distance, xb.raw, adv, yb.numpy())
+            success.append(score.success)
+            distances.append(score.distances)
             bar.n = backwards / n
             bar.refresh()
     bar.close()
@@ -420,27 +422,6 @@ def _merge_repeats(runs: List[AttackResult]) -> AttackResult:
     return first
 
 
-def measure(distance: str, fmodel: fb.Model, x: ep.Tensor, adv: ep.Tensor) -> np.ndarray:
-    """Per-sample distances in float64: L1/L2 in NumPy, others with the package's distance."""
-    if distance == "none":  # calibration
-        return np.zeros(len(x))
-    if distance in ("l1", "l2"):
-        delta = (adv.numpy().astype(np.float64) - x.numpy().astype(np.float64)).reshape(len(x), -1)
-        return np.abs(delta).sum(1) if distance == "l1" else np.sqrt((delta**2).sum(1))
-    from ..distances import get_distance
-
-    fn = get_distance(distance).bind(fmodel.bounds, getattr(fmodel, "data_format", None))
-    return fn(x, adv).numpy().astype(np.float64)
-
-
-def _predict(fmodel: fb.Model, x: ep.Tensor, batch_size: int) -> np.ndarray:
-    predictions = [
-        fmodel(x[lo : lo + batch_size]).argmax(axis=-1).numpy()
-        for lo in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
-
-
 def _specs(attacks: Optional[Sequence[Union[str, AttackSpec]]], framework: str) -> List[AttackSpec]:
     if attacks is None:
         return select(None, framework)
@@ -455,22 +436,6 @@ def _framework(x: ep.Tensor) -> str:
     if name == "numpy":
         raise TypeError(f"the benchmark needs PyTorch, TensorFlow or JAX tensors, got {type(x)}")
     return name
-
-
-def _seed(x: ep.Tensor, seed: int) -> None:
-    np.random.seed(seed)
-    if isinstance(x, ep.PyTorchTensor):
-        import torch
-
-        torch.manual_seed(seed)
-    elif isinstance(x, ep.TensorFlowTensor):
-        import tensorflow as tf
-
-        tf.random.set_seed(seed)
-    elif isinstance(x, ep.JAXTensor):
-        import jax
-
-        ep.JAXTensor.key = jax.random.PRNGKey(seed)
 
 
 @contextlib.contextmanager
@@ -489,49 +454,6 @@ def _frozen_parameters(fmodel: fb.Model) -> Iterator[None]:
     finally:
         for p, flag in previous:
             p.requires_grad_(flag)
-
-
-@contextlib.contextmanager
-def _threads(framework: str, threads: Optional[int]) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    if framework == "pytorch":
-        import torch
-
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
-        return
-    if framework == "tensorflow":
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-        except RuntimeError:  # TensorFlow already initialised: the setting cannot change now
-            pass
-    yield
-
-
-def _current_threads(framework: str) -> Optional[int]:
-    if framework == "pytorch":
-        import torch
-
-        return torch.get_num_threads()
-    if framework == "tensorflow":
-        import tensorflow as tf
-
-        return tf.config.threading.get_intra_op_parallelism_threads() or None
-    if framework == "jax":
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "intra_op_parallelism_threads=" in flags:
-            return int(flags.split("intra_op_parallelism_threads=")[1].split()[0])
-    return None
 
 
 def _digest(x: ep.Tensor, y: ep.Tensor) -> str:

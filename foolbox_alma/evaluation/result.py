@@ -1,0 +1,245 @@
+"""The merged result of an evaluation: per-sample arrays, the summary, and the files people read.
+
+Robust accuracy at epsilon is the share of samples that are classified correctly and whose
+adversarial is farther than epsilon: a sample the model already misclassifies has distance 0, and
+one for which no adversarial was found has distance +inf (robust at every epsilon).
+"""
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import metrics
+from .engine import ShardResult
+
+
+@dataclass
+class EvaluationResult:
+    """Per-sample results, in the data's order, and the run's summary."""
+
+    indices: np.ndarray
+    labels: np.ndarray
+    targets: Optional[np.ndarray]
+    clean_prediction: np.ndarray
+    adversarial_prediction: np.ndarray
+    success: np.ndarray
+    distance: np.ndarray  # +inf where no adversarial was found
+    shard: np.ndarray
+    epsilons: List[float]
+    summary: Dict[str, Any] = field(default_factory=dict)
+    adversarials: Optional[np.ndarray] = None
+    out: Optional[Path] = None
+
+    @classmethod
+    def merge(
+        cls,
+        shards: Sequence[ShardResult],
+        epsilons: Sequence[float],
+        targeted: bool,
+    ) -> "EvaluationResult":
+        ordered = sorted(shards, key=lambda s: s.index)
+
+        def cat(name: str, dtype: Any) -> np.ndarray:
+            parts = [np.asarray(getattr(s, name)) for s in ordered]
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        adversarials = None
+        if ordered and all(s.adversarials is not None for s in ordered):
+            adversarials = np.concatenate([s.adversarials for s in ordered])  # type: ignore[misc]
+        return cls(
+            indices=cat("indices", np.int64),
+            labels=cat("labels", np.int64),
+            targets=cat("targets", np.int64) if targeted else None,
+            clean_prediction=cat("clean_prediction", np.int64),
+            adversarial_prediction=cat("adversarial_prediction", np.int64),
+            success=cat("success", bool),
+            distance=cat("distance", np.float64),
+            shard=np.concatenate([np.full(len(s.labels), s.index) for s in ordered]).astype(
+                np.int64
+            )
+            if ordered
+            else np.zeros(0, np.int64),
+            epsilons=[float(e) for e in epsilons],
+            adversarials=adversarials,
+        )
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float((self.clean_prediction == self.labels).mean()) if len(self) else math.nan
+
+    @property
+    def asr(self) -> float:
+        """Share of samples with an adversarial (already misclassified ones included)."""
+        return metrics.success_rate(self.success)
+
+    @property
+    def median(self) -> float:
+        """Median distance over all samples, failures as +inf."""
+        return metrics.median_distance(self.distance, self.success)
+
+    def robust_accuracy(self, epsilons: Union[float, Sequence[float]]) -> np.ndarray:
+        """Share of samples with no adversarial within each epsilon."""
+        return metrics.robust_accuracy(self.distance, epsilons)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def samples_csv(self) -> str:
+        """One row per input: ``index,label,[target,]clean_prediction,adversarial_prediction,
+        success,distance,shard`` (distance ``inf`` where no adversarial was found)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        header = ["index", "label"]
+        if self.targets is not None:
+            header.append("target")
+        header += ["clean_prediction", "adversarial_prediction", "success", "distance", "shard"]
+        writer.writerow(header)
+        for i in range(len(self)):
+            row: List[Any] = [int(self.indices[i]), int(self.labels[i])]
+            if self.targets is not None:
+                row.append(int(self.targets[i]))
+            row += [
+                int(self.clean_prediction[i]),
+                int(self.adversarial_prediction[i]),
+                bool(self.success[i]),
+                repr(float(self.distance[i])),
+                int(self.shard[i]),
+            ]
+            writer.writerow(row)
+        return buffer.getvalue()
+
+    def plot(self, path: Union[str, Path, None] = None, title: Optional[str] = None) -> Any:
+        """Robust accuracy against epsilon (the asked epsilons marked); writes ``path`` when
+        given and returns the matplotlib figure."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        finite = self.distance[np.isfinite(self.distance)]
+        top = max([float(finite.max()) if finite.size else 1.0] + self.epsilons) * 1.1 or 1.0
+        grid = np.linspace(0, top, 800)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.step(grid, 100 * self.robust_accuracy(grid), where="post", linewidth=1.5)
+        for eps, ra in zip(self.epsilons, self.robust_accuracy(self.epsilons)):
+            ax.plot([eps], [100 * ra], "o", color="C3")
+            ax.annotate(
+                f"{100 * ra:.1f}%",
+                (eps, 100 * ra),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
+        ax.axhline(
+            100 * self.clean_accuracy,
+            color="gray",
+            linestyle=":",
+            linewidth=1,
+            label=f"clean accuracy {100 * self.clean_accuracy:.1f}%",
+        )
+        distance = self.summary.get("distance", "distance")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, 100)
+        ax.set_xlabel(f"{distance} budget epsilon")
+        ax.set_ylabel("robust accuracy (%)")
+        ax.grid(True, linestyle="--", color="lightgray")
+        ax.legend(fontsize=8)
+        ax.set_title(title or self.summary.get("title", "robust accuracy"), fontsize=9)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+        return fig
+
+    def report_markdown(self, figure: Optional[str] = "robust_accuracy.png") -> str:
+        s = self.summary
+        lines = [f"# {s.get('title', 'Evaluation')}", ""]
+        lines.append(f"* model: `{s['settings']['model'].get('text')}`")
+        lines.append(f"* data: `{s['settings']['data'].get('name')}`, {len(self)} samples")
+        lines.append(f"* attack: {json.dumps(s['settings']['attack'])}")
+        lines.append(f"* finished {s.get('finished')}; {s['execution']['description']}")
+        shards = s["shards"]
+        if shards["loaded"]:
+            lines.append(
+                f"* {shards['loaded']} of {shards['total']} shards were loaded from an earlier "
+                f"run in this folder, {shards['computed']} computed now"
+            )
+        lines += ["", format_table(self), ""]
+        if figure:
+            lines += [f"![robust accuracy]({figure})", ""]
+        return "\n".join(lines)
+
+    def write(self, folder: Any, save_adversarials: bool = False) -> Dict[str, Path]:
+        """Writes samples.csv, summary.json, robust_accuracy.png, report.md (and
+        adversarials.npz) into the run folder (atomically)."""
+        paths = {
+            "samples": folder.write_text("samples.csv", self.samples_csv()),
+            "summary": folder.write_text(
+                "summary.json", json.dumps(_json_safe(self.summary), indent=1)
+            ),
+        }
+        png = folder.path / "robust_accuracy.png"
+        tmp = folder.path / ".robust_accuracy.png.tmp.png"
+        self.plot(tmp)
+        tmp.replace(png)
+        paths["plot"] = png
+        paths["report"] = folder.write_text("report.md", self.report_markdown())
+        if save_adversarials and self.adversarials is not None:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, adversarials=self.adversarials, indices=self.indices)
+            from .store import write_atomic
+
+            write_atomic(folder.path / "adversarials.npz", buffer.getvalue())
+            paths["adversarials"] = folder.path / "adversarials.npz"
+        return paths
+
+
+def format_table(result: EvaluationResult) -> str:
+    """The summary as a Markdown table: one row, robust accuracy at each epsilon."""
+    s = result.summary
+    eps_cols = [f"RA @ {e:g}" for e in result.epsilons]
+    header = ["samples", "clean acc. (%)", "ASR (%)", f"median {s.get('distance', '')}".strip()]
+    header += eps_cols + ["fwd / bwd per sample", "seconds"]
+    ra = result.robust_accuracy(result.epsilons) if result.epsilons else []
+    row = [
+        str(len(result)),
+        f"{100 * result.clean_accuracy:.2f}",
+        f"{100 * result.asr:.2f}",
+        metrics.format_median(result.median),
+    ]
+    row += [f"{100 * v:.2f}" for v in ra]
+    row += [
+        f"{s.get('forwards_per_sample', math.nan):.0f} / {s.get('backwards_per_sample', math.nan):.0f}",
+        f"{s.get('seconds', {}).get('wall', math.nan):.1f}",
+    ]
+    return "\n".join(
+        [
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            "| " + " | ".join(row) + " |",
+        ]
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    """Infinite and NaN floats as null (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value

@@ -1,0 +1,157 @@
+"""The output folder of an evaluation: what run it holds, and its shards, written atomically.
+
+Layout::
+
+    run.json                 the run's identity (model, data, attack settings, seed, shards...)
+    shards/shard-000007.npz  one file per finished shard
+    samples.csv, summary.json, robust_accuracy.png, report.md, [adversarials.npz]
+
+A shard file is written to a temporary name in the same folder, flushed to disk and renamed:
+a process killed at any moment leaves either the whole file or none under the final name (the
+temporary files are removed by the next run). Each shard file also carries the run's identity
+hash, and is read back only if it matches and holds the expected samples; anything else is
+recomputed. A folder holding another run's results is never overwritten without ``force``, and a
+folder holding files that are not an evaluation's is never touched.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .engine import ShardResult
+
+FORMAT = 1
+OUTPUTS = (
+    "samples.csv",
+    "summary.json",
+    "robust_accuracy.png",
+    "report.md",
+    "adversarials.npz",
+)
+
+
+class EvaluationError(ValueError):
+    """A problem with the evaluation's inputs or output folder (the message says which)."""
+
+
+def identity_hash(identity: Dict[str, Any]) -> str:
+    text = json.dumps(identity, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    """An evaluation's output folder (see the module docstring)."""
+
+    def __init__(self, path: "str | os.PathLike[str]", identity: Dict[str, Any]):
+        self.path = Path(path)
+        self.identity = identity
+        self.run_id = identity_hash(identity)
+        self.shards = self.path / "shards"
+
+    def open(self, force: bool = False) -> None:
+        """Checks the folder holds this run (or nothing), clears it with ``force``, and
+        removes temporary files left by an interrupted run."""
+        run_file = self.path / "run.json"
+        if self.path.exists() and not self.path.is_dir():
+            raise EvaluationError(f"output folder {self.path} is a file")
+        if self.path.is_dir() and not run_file.exists():
+            foreign = [p.name for p in self.path.iterdir()]
+            if foreign:
+                raise EvaluationError(
+                    f"output folder {self.path} holds files that are not an evaluation's "
+                    f"({', '.join(sorted(foreign)[:5])}{'...' if len(foreign) > 5 else ''}): "
+                    "choose an empty or new folder"
+                )
+        if run_file.exists():
+            try:
+                previous = json.loads(run_file.read_text())
+            except (OSError, ValueError) as error:
+                raise EvaluationError(
+                    f"output folder {self.path} has an unreadable run.json ({error}); use "
+                    "force to start over"
+                ) from None
+            if previous.get("run_id") != self.run_id and not force:
+                changed = _differences(previous.get("identity", {}), self.identity)
+                raise EvaluationError(
+                    f"output folder {self.path} holds a different run's results (differs in: "
+                    f"{', '.join(changed) or 'format'}); use force (--force) to overwrite them "
+                    "or choose another folder"
+                )
+        if force:
+            self.clear()
+        self.shards.mkdir(parents=True, exist_ok=True)
+        for tmp in list(self.shards.glob(".*.tmp-*")) + list(self.path.glob(".*.tmp-*")):
+            tmp.unlink(missing_ok=True)
+        record = {"format": FORMAT, "run_id": self.run_id, "identity": self.identity}
+        write_atomic(run_file, json.dumps(record, indent=1, default=repr).encode())
+
+    def clear(self) -> None:
+        """Removes this package's files (shards and outputs), nothing else."""
+        if self.shards.is_dir():
+            shutil.rmtree(self.shards)
+        for name in OUTPUTS + ("run.json",):
+            (self.path / name).unlink(missing_ok=True)
+
+    def shard_path(self, index: int) -> Path:
+        return self.shards / f"shard-{index:06d}.npz"
+
+    def save(self, result: ShardResult) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, run_id=np.asarray(self.run_id), **result.to_arrays())
+        write_atomic(self.shard_path(result.index), buffer.getvalue())
+
+    def load(self, index: int, size: int, need_adversarials: bool) -> Optional[ShardResult]:
+        """The saved shard, or None when it is missing or not trustworthy (another run's, a
+        damaged file, the wrong size, or without adversarials that are wanted)."""
+        path = self.shard_path(index)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                if str(arrays["run_id"]) != self.run_id:
+                    return None
+                result = ShardResult.from_arrays(arrays)
+        except Exception:  # noqa: BLE001 - any damage means: compute it again
+            return None
+        if result.index != index or len(result.labels) != size:
+            return None
+        if need_adversarials and result.adversarials is None:
+            return None
+        return result
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.path / name
+        write_atomic(path, text.encode())
+        return path
+
+
+def _differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
+    keys = sorted(set(old) | set(new))
+    out: List[str] = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, name + ".")
+        elif json.dumps(a, sort_keys=True, default=repr) != json.dumps(
+            b, sort_keys=True, default=repr
+        ):
+            out.append(name)
+    return out

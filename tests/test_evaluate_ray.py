@@ -1,0 +1,70 @@
+"""The evaluation engine on Ray (a local instance on this machine only; tox env ``ray``).
+
+Oracles: an in-process run of the same settings (per-sample results must be identical, byte for
+byte in samples.csv), and the same comparison when a worker process dies in the middle of a shard
+(fault injected by the model, see tests/evaluate_fixtures/dying.py)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ray
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("torch")
+
+from foolbox_alma.evaluation import evaluate  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "evaluate_fixtures"
+SETTINGS = dict(
+    data="mnist-heldout",
+    limit=16,
+    distance="l2",
+    steps=15,
+    alpha=0.5,
+    batch_size=4,
+    threads=1,
+    epsilons=[1.0, 2.0],
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    """One local Ray instance (never another address) for the module, shut down afterwards."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ["FOOLBOX_ALMA_TEST_DIE_MARKER"] = "/nonexistent/unused"
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("in_process")
+    evaluate("smallcnn", out=out, **SETTINGS)
+    return (out / "samples.csv").read_text()
+
+
+def test_ray_run_equals_in_process_run(tmp_path, in_process):
+    result = evaluate("smallcnn", out=tmp_path, ray=True, workers=2, **SETTINGS)
+    assert result.summary["execution"]["backend"] == "ray"
+    workers = {line for line in result.summary["shards"]["computed_indices"]}
+    assert workers == {0, 1, 2, 3}
+    assert (tmp_path / "samples.csv").read_text() == in_process
+    assert result.summary["execution"]["ray_startup_seconds"] > 0
+
+
+def test_worker_killed_during_a_shard(tmp_path, in_process):
+    marker = tmp_path / "died"
+    os.environ["FOOLBOX_ALMA_TEST_DIE_MARKER"] = str(marker)
+    spec = f"{FIXTURES / 'dying.py'}:smallcnn_that_dies_once"
+    try:
+        evaluate(spec, out=tmp_path / "run", ray=True, workers=2, **SETTINGS)
+    finally:
+        os.environ["FOOLBOX_ALMA_TEST_DIE_MARKER"] = "/nonexistent/unused"
+    assert marker.exists()  # a worker did die
+    assert int(marker.read_text()) != os.getpid()
+    assert (tmp_path / "run" / "samples.csv").read_text() == in_process
