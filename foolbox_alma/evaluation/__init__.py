@@ -23,7 +23,9 @@ the summary, and writes ``samples.csv``, ``summary.json``, ``robust_accuracy.png
 """
 
 from .attacks import AttackConfig, BuiltAttack
+from .data import Dataset, load_data
 from .engine import Plan, Shard, ShardResult, attack_batch, measure, run_shard, score_batch
+from .models import ModelSpec, load_model, parse_model_spec
 from .result import EvaluationResult, format_table
 from .run import LiveModel, evaluate
 from .store import EvaluationError, RunFolder
@@ -31,9 +33,11 @@ from .store import EvaluationError, RunFolder
 __all__ = [
     "AttackConfig",
     "BuiltAttack",
+    "Dataset",
     "EvaluationError",
     "EvaluationResult",
     "LiveModel",
+    "ModelSpec",
     "Plan",
     "RunFolder",
     "Shard",
@@ -41,7 +45,10 @@ __all__ = [
     "attack_batch",
     "evaluate",
     "format_table",
+    "load_data",
+    "load_model",
     "measure",
+    "parse_model_spec",
     "run_shard",
     "score_batch",
 ]

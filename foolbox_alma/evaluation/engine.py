@@ -158,6 +158,10 @@ def measure(distance: Any, fmodel: Any, x: Any, adv: Any) -> np.ndarray:
     """Per-sample distances in float64: L1, L2 and Linf in NumPy (model's units), the package's
     distances (names or objects) as they are computed for the attack."""
     x, adv = ep.astensor(x), ep.astensor(adv)
+    from ..distances.lp import LpDistance
+
+    if isinstance(distance, LpDistance):  # measured in float64 like the names
+        distance = distance.name
     if isinstance(distance, str) and distance == "none":  # calibration
         return np.zeros(len(x))
     if isinstance(distance, str) and distance in ("l1", "l2", "linf"):

@@ -1,11 +1,10 @@
 """``evaluate()``: a robustness evaluation of any model over a whole data set, resumable, in this
 process or on Ray. See :mod:`foolbox_alma.evaluation` for the overview."""
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import foolbox as fb
 import numpy as np
@@ -13,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .. import _runtime
 from .attacks import AttackLike, attack_config, build
-from .engine import Plan, Shard, ShardResult, load_model, predict, run_shard
+from .engine import Plan, Shard, ShardResult, load_model, run_shard
 from .result import EvaluationResult
 from .store import EvaluationError, RunFolder
 
@@ -411,11 +410,3 @@ def _machine() -> Dict[str, Any]:
     from ..bench.runner import machine_info
 
     return machine_info()
-
-
-def sample_predictions(fmodel: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The model's predictions on NumPy inputs (a convenience for checks and examples)."""
-    return predict(fmodel, _runtime.to_native(fmodel, x), batch_size)
-
-
-__all__: List[str] = ["evaluate", "LiveModel", "sample_predictions", "math"]

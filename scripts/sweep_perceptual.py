@@ -1,0 +1,202 @@
+"""Calibration sweep of ALMA's step-size defaults on colour images (issue 10).
+
+For each distance and step budget, runs ALMA (through the evaluation engine, in this process) on
+held-out images of a colour zoo model at a grid of ``init_lr_distance`` values and records the
+ASR and the median distance *on the standard scale* (failures as +inf); CIEDE2000 also runs on
+adv_lib's scale (``CIEDE2000(adv_lib_scale=True)``, the paper's 0.05 and its grid), its
+adversarials measured with the standard CIEDE2000. A second part sweeps ``alpha`` at an
+intermediate budget (L2), where ALMA's default follows the budget between the paper's two points.
+
+Writes ``sweep.json`` (every run: settings, ASR, median, seconds) and ``sweep.png`` (median and
+ASR against init_lr_distance, one panel per distance and budget) into ``--out``. Each run is
+cached in ``--out/runs`` by the engine, so an interrupted sweep resumes.
+
+    python scripts/sweep_perceptual.py --model colour-cnn --images 100 --out bench_results/sweep
+"""
+
+import argparse
+import json
+import os
+import time
+from typing import Any, Dict, List
+
+import numpy as np
+
+GRIDS = {
+    "ciede2000": [0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
+    "ciede2000-adv_lib": [0.01, 0.02, 0.05, 0.1, 0.2],
+    "ssim": [1e-5, 1e-4, 1e-3, 1e-2],
+    "msssim": [1e-5, 1e-4, 1e-3, 1e-2],
+}
+ALPHAS = [0.5, 0.6, 0.7, 0.77, 0.85, 0.9]
+
+
+def distance_object(name: str) -> Any:
+    from foolbox_alma.distances import CIEDE2000, get_distance
+
+    if name == "ciede2000-adv_lib":
+        return CIEDE2000(adv_lib_scale=True)
+    return get_distance(name)
+
+
+def ruler(name: str) -> str:
+    """The standard distance an attack's adversarials are measured with."""
+    return "ciede2000" if name.startswith("ciede2000") else name
+
+
+def run_one(
+    model: str, data: Any, distance: str, steps: int, init: float, alpha: Any, out: str
+) -> Dict[str, Any]:
+    from foolbox_alma import metrics
+    from foolbox_alma.evaluation import evaluate
+    from foolbox_alma.evaluation.engine import load_model, measure
+    from foolbox_alma.evaluation.models import parse_model_spec
+
+    spec = parse_model_spec(model)
+    start = time.perf_counter()
+    result = evaluate(
+        spec,
+        data,
+        distance=distance_object(distance),
+        steps=steps,
+        init_lr_distance=init,
+        alpha=alpha,
+        batch_size=100,
+        threads=1,
+        keep_adversarials=True,
+        save_adversarials=True,
+        out=os.path.join(out, "runs", f"{distance}-{steps}-{init:g}-{alpha}"),
+        progress=False,
+    )
+    fmodel = load_model(spec)
+    from foolbox_alma._runtime import to_native
+
+    x = to_native(fmodel, data[0])
+    adv = to_native(fmodel, result.adversarials)
+    standard = measure(ruler(distance), fmodel, x, adv)
+    return {
+        "distance": distance,
+        "steps": steps,
+        "init_lr_distance": init,
+        "alpha": result.summary["settings"]["attack"]["alpha"],
+        "asr": result.asr,
+        "median": metrics.median_distance(standard, result.success),
+        "median_own_scale": result.median,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="colour-cnn")
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--images-1000", type=int, default=50, help="images at 1000 steps")
+    parser.add_argument("--distances", default="ciede2000,ciede2000-adv_lib,ssim")
+    parser.add_argument("--steps", default="100,1000")
+    parser.add_argument("--grid-1000", default=None, help="subset of the grid at 1000 steps")
+    parser.add_argument("--alpha-steps", type=int, default=300)
+    parser.add_argument("--out", default="bench_results/sweep")
+    args = parser.parse_args()
+
+    import torch
+
+    from foolbox_alma import zoo
+
+    torch.set_num_threads(1)
+    os.makedirs(args.out, exist_ok=True)
+    runs: List[Dict[str, Any]] = []
+    budgets = [int(s) for s in args.steps.split(",") if s]
+    for steps in budgets:
+        n = args.images if steps <= 100 else args.images_1000
+        x, y = zoo.load_heldout(args.model, n)
+        for distance in [d for d in args.distances.split(",") if d]:
+            grid = GRIDS[distance]
+            if steps > 100 and args.grid_1000:
+                wanted = [float(v) for v in args.grid_1000.split(",")]
+                grid = [g for g in grid if any(np.isclose(g, w) for w in wanted)] or grid
+            for init in grid:
+                record = run_one(args.model, (x, y), distance, steps, init, None, args.out)
+                record["images"] = n
+                runs.append(record)
+                print(json.dumps(record))
+    if args.alpha_steps:
+        x, y = zoo.load_heldout(args.model, args.images)
+        for alpha in ALPHAS:
+            record = run_one(args.model, (x, y), "l2", args.alpha_steps, 0.1, alpha, args.out)
+            record["images"] = args.images
+            runs.append(record)
+            print(json.dumps(record))
+    report = {
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "model": args.model,
+        "args": vars(args),
+        "runs": runs,
+    }
+    with open(os.path.join(args.out, "sweep.json"), "w") as f:
+        json.dump(report, f, indent=1, default=float)
+    plot(report, os.path.join(args.out, "sweep.png"))
+
+
+def plot(report: Dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in report["runs"] if r["distance"] != "l2"]
+    rulers = sorted({ruler(r["distance"]) for r in runs})
+    budgets = sorted({r["steps"] for r in runs})
+    alpha_runs = [r for r in report["runs"] if r["distance"] == "l2"]
+    columns = len(budgets) + (1 if alpha_runs else 0)
+    fig, axes = plt.subplots(
+        len(rulers), columns, figsize=(4.6 * columns, 3.4 * len(rulers)), squeeze=False
+    )
+    for i, name in enumerate(rulers):
+        for j, steps in enumerate(budgets):
+            ax = axes[i, j]
+            twin = ax.twinx()
+            for distance in sorted({r["distance"] for r in runs if ruler(r["distance"]) == name}):
+                rs = sorted(
+                    (r for r in runs if r["distance"] == distance and r["steps"] == steps),
+                    key=lambda r: r["init_lr_distance"],
+                )
+                if not rs:
+                    continue
+                inits = [r["init_lr_distance"] for r in rs]
+                medians = [r["median"] if np.isfinite(r["median"]) else np.nan for r in rs]
+                line = ax.plot(inits, medians, "o-", label=f"{distance}: median")[0]
+                twin.plot(
+                    inits,
+                    [100 * r["asr"] for r in rs],
+                    "x:",
+                    color=line.get_color(),
+                    label=f"{distance}: ASR",
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("init_lr_distance (attack's own scale)")
+            ax.set_ylabel(f"median {name} (standard scale)")
+            twin.set_ylabel("ASR (%)")
+            twin.set_ylim(0, 105)
+            ax.set_title(f"{name}, {steps} steps", fontsize=9)
+            ax.grid(True, linestyle="--", color="lightgray")
+            ax.legend(fontsize=7, loc="upper left")
+            twin.legend(fontsize=7, loc="lower right")
+        for j in range(len(budgets), columns):
+            if i:
+                axes[i, j].axis("off")
+    if alpha_runs:
+        ax = axes[0, -1]
+        rs = sorted(alpha_runs, key=lambda r: r["alpha"])
+        ax.plot([r["alpha"] for r in rs], [r["median"] for r in rs], "o-")
+        ax.set_xlabel("alpha")
+        ax.set_ylabel("median L2")
+        ax.set_title(f"L2, {rs[0]['steps']} steps: alpha", fontsize=9)
+        ax.grid(True, linestyle="--", color="lightgray")
+    fig.suptitle(f"ALMA step-size sweep on {report['model']} ({report['measured']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
