@@ -74,3 +74,16 @@ def test_demo_rejects_bad_flags():
         timeout=120,
     )
     assert out.returncode == 2 and "--images must be between 1 and 1000" in out.stderr
+
+
+def test_evaluate_example_runs_and_resumes(tmp_path):
+    if not available("pytorch"):
+        pytest.skip("the example's model is a PyTorch file")
+    command = [sys.executable, str(ROOT / "examples" / "evaluate_pytorch_model.py")]
+    command += ["--images", "8", "--steps", "10", "--out", str(tmp_path / "ev")]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "1 shards computed, 0 loaded" in first.stdout, first.stdout
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert "0 shards computed, 1 loaded" in again.stdout, again.stdout
+    assert (tmp_path / "ev" / "robust_accuracy.png").stat().st_size > 1000

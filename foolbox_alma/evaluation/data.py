@@ -146,19 +146,17 @@ def _npz(path: str) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], bool]
     if not os.path.isfile(path):
         raise ValueError(f"data file {path!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = [k for k in ("x", "y") if k not in arrays.files]
-            if missing:
-                raise ValueError(
-                    f"{path!r} has no array {' or '.join(missing)} (it holds "
-                    f"{', '.join(arrays.files) or 'nothing'}); expected x (images), y (labels)"
-                )
-            x, y = arrays["x"], arrays["y"]
-            targets = arrays["targets"] if "targets" in arrays.files else None
-    except ValueError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a damaged file
-        raise ValueError(f"cannot read {path!r}: {error}") from error
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except Exception as error:  # noqa: BLE001 - a damaged file, or one holding objects
+        raise ValueError(f"cannot read {path!r} as arrays: {error}") from error
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise ValueError(
+            f"{path!r} has no array {' or '.join(missing)} (it holds "
+            f"{', '.join(arrays) or 'nothing'}); expected x (images), y (labels)"
+        )
+    x, y, targets = arrays["x"], arrays["y"], arrays.get("targets")
     if x.ndim != 4:
         raise ValueError(
             f"x in {path!r} must be images (N, C, H, W) or (N, H, W, C), got {x.shape}"
