@@ -191,7 +191,7 @@ class ALMA(MinimizationAttack):
         x, restore_type = ep.astensor_(inputs)
         checks.check_model_has_gradients(model, x)
         checks.check_inputs(x, model)
-        criterion = _criterion_like(get_criterion(criterion), x)
+        criterion = _as_criterion(criterion, x)
         if len(x) == 0:  # Foolbox's own bound check cannot take an empty batch
             return _empty_results(x, restore_type, epsilons)
         return super().__call__(model, inputs, criterion, epsilons=epsilons, **kwargs)
@@ -208,7 +208,7 @@ class ALMA(MinimizationAttack):
         """Returns the adversarial inputs (ALMA minimises, so ``early_stop`` is ignored)."""
         raise_if_kwargs(kwargs)
         x, restore_type = ep.astensor_(inputs)
-        criterion_ = _criterion_like(get_criterion(criterion), x)
+        criterion_ = _as_criterion(criterion, x)
         del inputs, criterion, kwargs, early_stop
 
         checks.check_model_has_gradients(model, x)
@@ -228,14 +228,20 @@ class ALMA(MinimizationAttack):
             if self._distance.homogeneous
             else 1.0,
         )
-        state = self._first_step(problem, x, classes, self._initial_state(x))
-        step = self._step_function(problem, x, classes)
-
-        bar = tqdm(range(1, self.steps), desc="ALMA", disable=not self.progress, leave=False)
-        for i in bar:
-            state = step(state, i, x, classes)
-            if self.progress and ((i + 1) % self.check_steps == 0 or i == self.steps - 1):
-                bar.set_postfix(success=f"{state.adv_found.float32().mean().item():.1%}")
+        bar = tqdm(
+            total=self.steps, desc="ALMA", unit="step", disable=not self.progress, leave=False
+        )
+        try:
+            state = self._first_step(problem, x, classes, self._initial_state(x))
+            bar.update(1)  # the bar counts all N steps, step 0 included
+            step = self._step_function(problem, x, classes)
+            for i in range(1, self.steps):
+                state = step(state, i, x, classes)
+                bar.update(1)
+                if self.progress and ((i + 1) % self.check_steps == 0 or i == self.steps - 1):
+                    bar.set_postfix(success=f"{state.adv_found.float32().mean().item():.1%}")
+        finally:
+            bar.close()
         return restore_type(state.best_adv)
 
     # -- Algorithm 2 ----------------------------------------------------------------------------
@@ -493,6 +499,44 @@ def _read_criterion(criterion: Any) -> Tuple[bool, ep.Tensor]:
         "ALMA supports labels, fb.criteria.Misclassification and "
         f"fb.criteria.TargetedMisclassification, got {type(criterion).__name__}"
     )
+
+
+def _as_criterion(criterion: Any, x: ep.Tensor) -> Any:
+    """A Foolbox criterion with its classes on the inputs' framework. Labels may be given as a
+    native tensor, an EagerPy tensor, a NumPy integer array, or a Python list or tuple of ints
+    (Foolbox's own ``get_criterion`` takes tensors only)."""
+    if isinstance(criterion, (list, tuple, np.ndarray, np.generic, int)):
+        criterion = Misclassification(ep.from_numpy(x, _labels_array(criterion, "labels")))
+    return _criterion_like(get_criterion(criterion), x)
+
+
+def _labels_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a 1-D array of class indices, or an error saying what was given."""
+    given = f"{type(value).__name__}"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        raise ValueError(
+            f"{name} must hold one class index per input (a list, tuple, array or tensor of "
+            f"shape (N,)), got the single integer {value}"
+        )
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(
+            f"{name} must be a flat sequence of integer class indices, got a ragged {given} "
+            f"({error})"
+        ) from None
+    if array.dtype.kind not in "iu":
+        sample = repr(value[:3] if isinstance(value, (list, tuple)) else array.ravel()[:3])
+        raise TypeError(
+            f"{name} must be integer class indices (a list or tuple of ints, an integer "
+            f"array or tensor), got a {given} of {array.dtype} values such as {sample}"
+        )
+    if array.ndim != 1:
+        raise ValueError(
+            f"{name} must hold one class index per input, shape (N,), got a {given} of shape "
+            f"{array.shape}"
+        )
+    return np.array(array, copy=True)
 
 
 def _criterion_like(criterion: Any, x: ep.Tensor) -> Any:

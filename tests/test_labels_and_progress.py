@@ -1,0 +1,117 @@
+"""Labels and targets as Python lists, tuples and NumPy arrays, on every backend (the oracle: the
+same attack given native tensors), errors that say what was given; progress bars that count all
+N steps (ALMA) and all samples (the evaluation engine)."""
+
+import foolbox as fb
+import numpy as np
+import pytest
+
+import foolbox_alma.alma as alma_module
+from foolbox_alma import ALMA
+
+
+def problem(fw, n=6, d=10, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(k, d)).astype(np.float32)
+    b = (-w @ np.full(d, 0.5) + 0.3 * rng.normal(size=k)).astype(np.float32)
+    x = rng.uniform(0.4, 0.6, size=(n, d)).astype(np.float32)
+    y = (x @ w.T + b).argmax(axis=1)
+    return fw.linear_model(w, b), x, y
+
+
+def test_labels_as_lists_tuples_and_arrays(fw):
+    model, x, y = problem(fw)
+    attack = ALMA(steps=20)
+    xt = fw.tensor(x)
+    reference = fw.numpy(attack(model, xt, fw.tensor(y))[0])
+    for labels in (
+        list(map(int, y)),
+        tuple(map(int, y)),
+        y,
+        y.astype(np.int32),
+        y.astype(np.uint8),
+    ):
+        raw, _, success = attack(model, xt, labels)
+        assert isinstance(raw, fw.tensor_type)
+        np.testing.assert_array_equal(fw.numpy(raw), reference)
+        assert fw.numpy(success).all()
+    np.testing.assert_array_equal(fw.numpy(attack.run(model, xt, list(map(int, y)))), reference)
+
+
+def test_targets_as_numpy_arrays(fw):
+    model, x, y = problem(fw)
+    targets = (y + 1) % 4
+    attack = ALMA(steps=40)
+    xt = fw.tensor(x)
+    native = fw.numpy(
+        attack(model, xt, fb.criteria.TargetedMisclassification(fw.tensor(targets)))[0]
+    )
+    for given in (targets, targets.astype(np.int32)):
+        raw = fw.numpy(attack(model, xt, fb.criteria.TargetedMisclassification(given))[0])
+        np.testing.assert_array_equal(raw, native)
+
+
+@pytest.mark.parametrize(
+    "labels, error, message",
+    [
+        ([1.0, 2.0, 0.0, 1.0, 2.0, 3.0], TypeError, "integer class indices .* list of float64"),
+        (["a", "b", "c", "d", "e", "f"], TypeError, "integer class indices .* list of <U1"),
+        ([True, False] * 3, TypeError, "list of bool"),
+        ([[1, 2], [3]], ValueError, "ragged list"),
+        ([[1], [2], [3], [0], [1], [2]], ValueError, r"shape \(N,\), got a list of shape \(6, 1\)"),
+        ([1, 2], ValueError, r"expected labels of shape \(6,\), got shape \(2,\)"),
+        (3, ValueError, "got the single integer 3"),
+    ],
+)
+def test_what_cannot_be_labels(fw, labels, error, message):
+    model, x, _ = problem(fw)
+    with pytest.raises(error, match=message):
+        ALMA(steps=2)(model, fw.tensor(x), labels)
+
+
+class RecordingBar:
+    """Stands in for tqdm: records the total and how far the bar got."""
+
+    made = []
+
+    def __init__(self, iterable=None, total=None, initial=0, **kwargs):
+        self.total, self.n, self.closed = total, initial, False
+        RecordingBar.made.append(self)
+
+    def update(self, k=1):
+        self.n += k
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_alma_bar_counts_all_steps(fw, monkeypatch):
+    monkeypatch.setattr(alma_module, "tqdm", RecordingBar)
+    RecordingBar.made = []
+    model, x, y = problem(fw)
+    for steps in (1, 7, 100):
+        ALMA(steps=steps, progress=True)(model, fw.tensor(x), fw.tensor(y))
+        bar = RecordingBar.made[-1]
+        assert (bar.total, bar.n, bar.closed) == (steps, steps, True)
+
+
+def test_evaluation_bar_counts_all_samples(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import foolbox_alma.evaluation.run as run_module
+    from foolbox_alma import zoo
+    from foolbox_alma.evaluation import evaluate
+
+    monkeypatch.setattr(run_module, "tqdm", RecordingBar)
+    RecordingBar.made = []
+    x, y = zoo.load_mnist_heldout(7)
+    settings = dict(steps=3, batch_size=3, out=tmp_path / "e", threads=1)
+    evaluate("smallcnn", (x, y), **settings)
+    bar = RecordingBar.made[-1]
+    assert (bar.total, bar.n, bar.closed) == (7, 7, True)
+    (tmp_path / "e" / "shards" / "shard-000001.npz").unlink()
+    evaluate("smallcnn", (x, y), **settings)  # resumed: starts at the 4 loaded samples
+    bar = RecordingBar.made[-1]
+    assert (bar.total, bar.n) == (7, 7)
