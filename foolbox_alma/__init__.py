@@ -6,12 +6,11 @@ raw, clipped, success = foolbox_alma.ALMA(distance="l2")(fmodel, x, y)
 """
 
 from . import constraints, distances, optim, penalties
+from ._version import __version__
 from .alma import ALMA
 from .constraints import dlr_plus, targeted_dlr_plus
 from .evaluation import EvaluationResult, evaluate
 from .penalties import Penalty, get_penalty
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ALMA",

@@ -10,6 +10,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="foolbox-alma",
         description="ALMA adversarial attacks for Foolbox models (PyTorch, TensorFlow, JAX).",
     )
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"foolbox-alma {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     from . import compare, demo

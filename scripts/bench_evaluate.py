@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="direct and engine runs each")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--json", default=None)
     parser.add_argument("--markdown", default=None)
@@ -54,18 +55,15 @@ def main() -> None:
     x, y = zoo.load_mnist_heldout(args.images)
     fmodel = zoo.foolbox_model("pytorch", args.model)
     attack = ALMA(distance="l2", steps=args.steps)
-    rows: Dict[str, Dict[str, Any]] = {}
 
-    start = time.perf_counter()
-    direct = []
-    for k, lo in enumerate(range(0, args.images, args.batch_size)):
-        seed_framework("pytorch", derived_seed(0, k))
-        xb = torch.from_numpy(x[lo : lo + args.batch_size])
-        yb = torch.from_numpy(y[lo : lo + args.batch_size])
-        direct.append(attack.run(fmodel, xb, fb.criteria.Misclassification(yb)).numpy())
-    rows["direct"] = {"seconds": time.perf_counter() - start}
-    adv = np.concatenate(direct).astype(np.float64)
-    direct_norms = np.linalg.norm((adv - x).reshape(len(x), -1), axis=1)
+    def run_direct() -> np.ndarray:
+        direct = []
+        for k, lo in enumerate(range(0, args.images, args.batch_size)):
+            seed_framework("pytorch", derived_seed(0, k))
+            xb = torch.from_numpy(x[lo : lo + args.batch_size])
+            yb = torch.from_numpy(y[lo : lo + args.batch_size])
+            direct.append(attack.run(fmodel, xb, fb.criteria.Misclassification(yb)).numpy())
+        return np.concatenate(direct).astype(np.float64)
 
     common = dict(
         data="mnist-heldout",
@@ -78,11 +76,24 @@ def main() -> None:
         force=True,
     )
     scratch = tempfile.mkdtemp(prefix="bench_evaluate_")
+    times: Dict[str, list] = {"direct": [], "engine": []}
+    results: Dict[str, Any] = {}
+    # ABBA order (direct, engine, engine, direct, ...): a drift of the machine's speed during
+    # the run affects both sides alike
+    order = []
+    for repeat in range(args.repeats):
+        order += ["direct", "engine"] if repeat % 2 == 0 else ["engine", "direct"]
     try:
-        start = time.perf_counter()
-        engine = evaluate(args.model, out=os.path.join(scratch, "engine"), **common)
-        rows["engine"] = {"seconds": time.perf_counter() - start}
-        results = {"engine": engine}
+        for name in order:
+            start = time.perf_counter()
+            if name == "direct":
+                adv = run_direct()
+            else:
+                results["engine"] = evaluate(
+                    args.model, out=os.path.join(scratch, "engine"), **common
+                )
+            times[name].append(time.perf_counter() - start)
+        engine = results["engine"]
         if not args.skip_ray:
             start = time.perf_counter()
             on_ray = evaluate(
@@ -94,10 +105,16 @@ def main() -> None:
             )
             seconds = time.perf_counter() - start
             startup = on_ray.summary["execution"]["ray_startup_seconds"]
-            rows["ray"] = {"seconds": seconds, "startup_seconds": startup}
+            times["ray"] = [seconds]
             results["ray"] = on_ray
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    rows: Dict[str, Dict[str, Any]] = {
+        name: {"seconds": float(np.mean(values)), "runs": values} for name, values in times.items()
+    }
+    if "ray" in rows:
+        rows["ray"]["startup_seconds"] = startup
+    direct_norms = np.linalg.norm((adv - x).reshape(len(x), -1), axis=1)
 
     success = engine.success
     identical = {
@@ -134,6 +151,7 @@ def main() -> None:
         if "ray" in rows
         else None,
         "identical_results": identical,
+        "order": order,
         "median_l2": engine.median,
     }
     text = markdown(report, args)
@@ -153,6 +171,9 @@ def markdown(report: Dict[str, Any], args: argparse.Namespace) -> str:
         f"({args.images} held-out images, ALMA L2 {args.steps} steps, batch {args.batch_size}, "
         f"{args.model}, PyTorch CPU).",
         "",
+        f"Direct and engine ran {args.repeats} times each in ABBA order (mean seconds; each "
+        "run in brackets); Ray once.",
+        "",
         "| run | seconds | images / s | time / direct |",
         "|---|---|---|---|",
     ]
@@ -164,7 +185,8 @@ def markdown(report: Dict[str, Any], args: argparse.Namespace) -> str:
     }
     for name, row in rows.items():
         lines.append(
-            f"| {names[name]} | {row['seconds']:.1f} | {row['images_per_second']:.2f} "
+            f"| {names[name]} | {row['seconds']:.1f} "
+            f"[{', '.join(f'{v:.1f}' for v in row['runs'])}] | {row['images_per_second']:.2f} "
             f"| {row['over_direct']:.3f} |"
         )
     lines.append("")

@@ -249,3 +249,43 @@ def test_cli_end_to_end(fw, tmp_path, capsys):
     assert "Optimality" in text and "](docs/bench_run.png)" in text
     assert (figures / "bench_run.png").exists()
     capsys.readouterr()
+
+
+def test_each_attack_keeps_its_own_dates_and_loaded_results_say_so(tmp_path):
+    import time
+
+    from foolbox_alma.bench import report
+
+    fmodel, x, y = _tiny_model(Framework(_first_available()))
+    first = run_benchmark(fmodel, x, y, attacks=["alma-l2"], steps=3, out=tmp_path, progress=False)
+    r = first.results[0]
+    assert r.started and r.finished and not r.loaded
+    assert r.started <= r.finished
+    time.sleep(1.1)  # the second run starts later: the loaded result keeps its own dates
+    second = run_benchmark(
+        fmodel, x, y, attacks=["alma-l2", "fmn-l2"], steps=3, out=tmp_path, progress=False
+    )
+    loaded, computed = second.results
+    assert loaded.loaded and (loaded.started, loaded.finished) == (r.started, r.finished)
+    assert not computed.loaded and computed.started > r.finished
+    lines = report.attack_dates(second)
+    assert lines[0] == f"alma-l2@3: {r.started} to {r.finished} (loaded from an earlier run)"
+    assert lines[1].endswith("(computed in this run)")
+    text = report.markdown_report(second, "t")
+    assert f"* Date: {r.started} to {computed.finished}; 1 of 2 result(s) loaded" in text
+    # a result saved before dates were recorded still loads, and says so
+    path = tmp_path / "attacks" / "alma-l2@3.json"
+    record = json.loads(path.read_text())
+    del record["started"], record["finished"]
+    path.write_text(json.dumps(record))
+    old = run_benchmark(fmodel, x, y, attacks=["alma-l2"], steps=3, out=tmp_path, progress=False)
+    assert report.attack_dates(old) == ["alma-l2@3: date not recorded (loaded from an earlier run)"]
+
+
+def _first_available() -> str:
+    from frameworks import FRAMEWORKS, available
+
+    names = [name for name in FRAMEWORKS if available(name)]
+    if not names:
+        pytest.skip("no framework installed")
+    return names[0]

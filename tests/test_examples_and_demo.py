@@ -87,3 +87,20 @@ def test_evaluate_example_runs_and_resumes(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert "0 shards computed, 1 loaded" in again.stdout, again.stdout
     assert (tmp_path / "ev" / "robust_accuracy.png").stat().st_size > 1000
+
+
+def test_version_is_read_from_one_place():
+    import importlib.metadata
+    import re
+
+    import foolbox_alma
+
+    text = (ROOT / "foolbox_alma" / "_version.py").read_text()
+    written = re.search(r'__version__ = "([^"]+)"', text).group(1)
+    assert foolbox_alma.__version__ == written
+    assert importlib.metadata.version("foolbox-alma") == written
+    out = subprocess.run(
+        [sys.executable, "-m", "foolbox_alma", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.strip() == f"foolbox-alma {written}"
+    assert f"## {written} " in (ROOT / "CHANGELOG.md").read_text()

@@ -225,7 +225,7 @@ def markdown_report(run: BenchmarkRun, title: str, figure: Optional[str] = None)
         "",
         f"Command: `{info.get('command', '(Python API)')}`",
         "",
-        f"* Date: {info.get('started')} to {info.get('finished')}",
+        f"* Date: {_dates(run)}",
         f"* Machine: {info.get('cpu')}, {info.get('cores')} cores"
         + (f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU")
         + f"; {info.get('platform')}; Python {info.get('python')}; framework threads "
@@ -242,12 +242,41 @@ def markdown_report(run: BenchmarkRun, title: str, figure: Optional[str] = None)
         format_table(run),
         "",
     ]
+    lines += ["Each attack's own run:", ""] + [f"* {d}" for d in attack_dates(run)] + [""]
     if figure:
         lines += [f"![robust accuracy versus epsilon]({figure})", ""]
     notes = findings(run)
     if notes:
         lines += ["Findings:", ""] + [f"* {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def attack_dates(run: BenchmarkRun) -> List[str]:
+    """When each attack's result was computed, and whether this run computed it or loaded it
+    from an earlier run's file."""
+    lines = []
+    for r in ordered(run.results):
+        when = f"{r.started} to {r.finished}" if r.started else "date not recorded"
+        how = "loaded from an earlier run" if r.loaded else "computed in this run"
+        lines.append(f"{r.key}: {when} ({how})")
+    return lines
+
+
+def _dates(run: BenchmarkRun) -> str:
+    """The span of the attacks' own run dates (not of the final collection)."""
+    dated = [r for r in run.results if r.started]
+    loaded = sum(r.loaded for r in run.results)
+    if not dated:
+        span = (
+            f"{run.info.get('started')} to {run.info.get('finished')} (attack dates not recorded)"
+        )
+    else:
+        span = f"{min(r.started for r in dated)} to {max(r.finished for r in dated)}"
+        if len(dated) < len(run.results):
+            span += f"; {len(run.results) - len(dated)} result(s) without a recorded date"
+    if loaded:
+        span += f"; {loaded} of {len(run.results)} result(s) loaded from earlier runs"
+    return span
 
 
 def write_outputs(run: BenchmarkRun, out: Union[str, Path], title: str) -> Dict[str, Path]:

@@ -62,6 +62,9 @@ class AttackResult:
     repeat_seconds: List[float] = field(default_factory=list)
     repeat_ratios: List[float] = field(default_factory=list)
     identity: Dict[str, Any] = field(default_factory=dict)
+    started: str = ""  # when this attack itself ran ("" in results saved before dates were kept)
+    finished: str = ""
+    loaded: bool = False  # read from an earlier run's file instead of computed now (not saved)
 
     @property
     def key(self) -> str:
@@ -89,6 +92,7 @@ class AttackResult:
 
     def to_json(self) -> Dict[str, Any]:
         record = asdict(self)
+        record.pop("loaded")
         record["distances"] = [float(d) for d in self.distances]
         record["success"] = [bool(s) for s in self.success]
         record["version"] = RESULT_VERSION
@@ -98,6 +102,7 @@ class AttackResult:
     def from_json(cls, record: Dict[str, Any]) -> "AttackResult":
         record = dict(record)
         record.pop("version", None)
+        record.pop("loaded", None)
         record["distances"] = np.asarray(record["distances"], dtype=np.float64)
         record["success"] = np.asarray(record["success"], dtype=bool)
         return cls(**record)
@@ -305,6 +310,7 @@ def _run_attack(
     progress: bool,
 ) -> AttackResult:
     n = len(x)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     nominal = spec.nominal_passes(steps)
     budget = nominal if not floor_passes else max(1, min(nominal, floor_passes))
     per_side = max(1, budget // 2)  # "around": before and after each batch
@@ -331,12 +337,14 @@ def _run_attack(
             xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
             # through the model the attack gets, so that both pay for the counting
             floor = floor_pass(model, xb.raw, yb.raw) if mode != "none" else None
-            before = time_passes(floor, per_side) if mode == "around" else 0.0
+            before = time_passes(floor, per_side) if floor and mode == "around" else 0.0
 
             _runtime.seed_framework(framework_name(x), seed)
             counting.counter.listener = lambda samples: bar.update(samples / n)
             sampler = (
-                StepSampler(module, floor, every, counting.counter) if mode == "steps" else None
+                StepSampler(module, floor, every, counting.counter)
+                if floor and mode == "steps"
+                else None
             )
             done = attack_batch(
                 (model, module, counting),
@@ -357,7 +365,7 @@ def _run_attack(
                 after = 0.0
             else:
                 seconds_batch = elapsed
-                after = time_passes(floor, per_side) if mode == "around" else 0.0
+                after = time_passes(floor, per_side) if floor and mode == "around" else 0.0
                 floor_timed = 2 * per_side if mode == "around" else 0
                 floor_time = before + after
             seconds += seconds_batch
@@ -403,6 +411,8 @@ def _run_attack(
         floor_seconds=floor_seconds,
         floor_passes_timed=timed,
         batches=batches,
+        started=started,
+        finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     )
 
 
@@ -417,6 +427,7 @@ def _merge_repeats(runs: List[AttackResult]) -> AttackResult:
     first.floor_seconds = float(np.median([r.floor_seconds for r in runs]))
     first.floor_passes_timed = sum(r.floor_passes_timed for r in runs)
     first.batches = [b for r in runs for b in r.batches]
+    first.finished = runs[-1].finished
     same = all(np.array_equal(r.distances, first.distances) for r in runs)
     first.settings = dict(first.settings, repeats_identical=same)
     return first
@@ -476,7 +487,9 @@ def _load(path: Optional[Path], identity: Dict[str, Any]) -> Optional[AttackResu
         return None
     if record.get("version") != RESULT_VERSION or record.get("identity") != identity:
         return None
-    return AttackResult.from_json(record)
+    result = AttackResult.from_json(record)
+    result.loaded = True
+    return result
 
 
 def _save(path: Path, result: AttackResult) -> None:
