@@ -192,7 +192,7 @@ def run_alma(
         steps=steps,
         alpha=alpha,
         data_format=data_format,
-        labels=result.targets if targeted else result.labels,
+        labels=result.targets if targeted and result.targets is not None else result.labels,
         success=result.success,
         distances=norms(adversarials - originals, distance),
         adversarials=adversarials,

@@ -46,7 +46,7 @@ def _sorted_at(sorted_logits: ep.Tensor, rank: int) -> ep.Tensor:
 
 
 def two_class_gap(logits: ep.Tensor) -> ep.Tensor:
-    """|z_1 - z_2| + 1e-8 per sample: the normaliser of 2-class models (from the clean logits)."""
+    """``|z_1 - z_2| + 1e-8`` per sample: the normaliser of 2-class models (from the clean logits)."""
     return ep.abs(logits[:, 0] - logits[:, 1]) + NORMALISER_EPS
 
 

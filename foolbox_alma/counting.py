@@ -35,7 +35,7 @@ class PassCounter:
     def __init__(self) -> None:
         self.forward_samples = 0
         self.backward_samples = 0
-        self.listener: Optional[Callable[[int], None]] = None
+        self.listener: Optional[Callable[[int], object]] = None  # its result is ignored
         self.paused = False
 
     def add(self, forwards: int = 0, backwards: int = 0) -> None:

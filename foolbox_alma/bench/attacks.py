@@ -12,7 +12,7 @@ which is what is measured).
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import foolbox as fb
 
@@ -340,7 +340,7 @@ def select(names: Optional[Sequence[str]], framework: str) -> List[AttackSpec]:
     skips those.
     """
     names = ["all"] if not names else list(names)
-    chosen = set()
+    chosen: Set[str] = set()
     for name in names:
         if name in GROUPS:
             chosen.update(s.name for s in ATTACKS.values() if GROUPS[name](s))

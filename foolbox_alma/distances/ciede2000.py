@@ -162,10 +162,13 @@ def _safe_sqrt(t: ep.Tensor) -> ep.Tensor:
 
 def delta_e_00(lab_1: ep.Tensor, lab_2: ep.Tensor, axis: int = -1) -> ep.Tensor:
     """CIEDE2000 colour difference between CIELAB colours stored (L*, a*, b*) along ``axis``."""
-    axis = axis % lab_1.ndim
-    index = (slice(None),) * axis
-    planes = [tuple(t[index + (i,)] for i in range(3)) for t in (lab_1, lab_2)]
-    return _safe_sqrt(delta_e_00_squared(*planes))
+    return _safe_sqrt(delta_e_00_squared(_planes(lab_1, axis), _planes(lab_2, axis)))
+
+
+def _planes(lab: ep.Tensor, axis: int) -> Lab:
+    """The (L*, a*, b*) planes of colours stored along ``axis``."""
+    index = (slice(None),) * (axis % lab.ndim)
+    return lab[index + (0,)], lab[index + (1,)], lab[index + (2,)]
 
 
 def ciede2000_distances(
@@ -174,7 +177,7 @@ def ciede2000_distances(
     """Per-sample L2 norm over pixels of Delta E00 between sRGB images in [0, 1]."""
     rows_1, rows_2 = pixels(reference, channel_axis), pixels(perturbed, channel_axis)
     lab_1, lab_2 = srgb_to_lab(rows_1, xyz_scale), srgb_to_lab(rows_2, xyz_scale)
-    squared = delta_e_00_squared(*(tuple(t[:, i] for i in range(3)) for t in (lab_1, lab_2)))
+    squared = delta_e_00_squared(_planes(lab_1, 1), _planes(lab_2, 1))
     # Delta E00 of a colour with itself is 0 (with a zero gradient). Say so explicitly: the two
     # conversions can round differently (under autodiff tracing), and the norm's slope at a
     # round-off-sized difference is O(1).

@@ -114,7 +114,8 @@ def convert_alexnet_weights(
     if not destination.endswith(".npz"):
         destination += ".npz"
     weights = load_alexnet_weights(source)
-    np.savez(destination, **{k: v.astype(np.float32) for k, v in weights.items()})
+    arrays = {k: v.astype(np.float32) for k, v in weights.items()}
+    np.savez(destination, allow_pickle=False, **arrays)
     return destination
 
 
@@ -196,13 +197,16 @@ def lpips_distances(
         [_to_network_layout(reference, channel_axis), _to_network_layout(perturbed, channel_axis)]
     )
     channel = -1 if _backend.channels_last(both) else 1
-    total = 0
+    total: Optional[ep.Tensor] = None
     for features, linear in zip(lpips_features(both, constants), constants.linear):
         norm = _safe_sqrt((features**2).sum(axis=channel, keepdims=True))
         unit = features / (norm + NORM_EPS)
         squared = (unit[:n] - unit[n:]) ** 2
         # the 1 x 1 linear layer, then the mean over the two spatial axes left
-        total = total + (squared * linear).sum(axis=channel).mean(axis=(1, 2))
+        term = (squared * linear).sum(axis=channel).mean(axis=(1, 2))
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("LPIPS needs at least one feature layer, the constants hold none")
     return total
 
 
