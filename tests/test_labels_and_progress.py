@@ -1,6 +1,7 @@
 """Labels and targets as Python lists, tuples and NumPy arrays, on every backend (the oracle: the
 same attack given native tensors), errors that say what was given; progress bars that count all
-N steps (ALMA) and all samples (the evaluation engine)."""
+N steps (ALMA, and ALMA's bar in compare and demo), all passes (bench; the oracle: the counted
+backward passes) and all samples (the evaluation engine)."""
 
 import foolbox as fb
 import numpy as np
@@ -38,6 +39,17 @@ def test_labels_as_lists_tuples_and_arrays(fw):
     np.testing.assert_array_equal(fw.numpy(attack.run(model, xt, list(map(int, y)))), reference)
 
 
+def test_given_labels_are_not_modified(fw):
+    model, x, y = problem(fw)
+    as_list, as_array = list(map(int, y)), y.astype(np.int32)
+    kept_list, kept_array = list(as_list), as_array.copy()
+    for labels in (as_list, as_array):
+        ALMA(steps=5)(model, fw.tensor(x), labels)
+    assert as_list == kept_list
+    np.testing.assert_array_equal(as_array, kept_array)
+    assert as_array.dtype == np.int32 and as_array.flags.writeable
+
+
 def test_targets_as_numpy_arrays(fw):
     model, x, y = problem(fw)
     targets = (y + 1) % 4
@@ -49,6 +61,19 @@ def test_targets_as_numpy_arrays(fw):
     for given in (targets, targets.astype(np.int32)):
         raw = fw.numpy(attack(model, xt, fb.criteria.TargetedMisclassification(given))[0])
         np.testing.assert_array_equal(raw, native)
+
+
+def test_labels_as_numpy_arrays_in_misclassification(fw):
+    # Foolbox's criteria take arrays (not lists: their constructor fails before ALMA sees them)
+    model, x, y = problem(fw)
+    attack = ALMA(steps=20)
+    xt = fw.tensor(x)
+    native = fw.numpy(attack(model, xt, fb.criteria.Misclassification(fw.tensor(y)))[0])
+    for given in (y, y.astype(np.int32)):
+        raw = fw.numpy(attack(model, xt, fb.criteria.Misclassification(given))[0])
+        np.testing.assert_array_equal(raw, native)
+    with pytest.raises(TypeError, match="labels must be integers, got dtype float"):
+        attack(model, xt, fb.criteria.Misclassification(y.astype(np.float32)))
 
 
 @pytest.mark.parametrize(
@@ -84,6 +109,13 @@ class RecordingBar:
     def set_postfix(self, **kwargs):
         pass
 
+    def refresh(self):
+        pass
+
+    @staticmethod
+    def write(text):
+        pass
+
     def close(self):
         self.closed = True
 
@@ -96,6 +128,38 @@ def test_alma_bar_counts_all_steps(fw, monkeypatch):
         ALMA(steps=steps, progress=True)(model, fw.tensor(x), fw.tensor(y))
         bar = RecordingBar.made[-1]
         assert (bar.total, bar.n, bar.closed) == (steps, steps, True)
+
+
+def test_compare_and_demo_bars_count_all_steps(fw, monkeypatch):
+    # `foolbox-alma compare` and `demo` show ALMA's own bar, one per batch
+    from foolbox_alma.compare import run_alma
+
+    monkeypatch.setattr(alma_module, "tqdm", RecordingBar)
+    RecordingBar.made = []
+    run_alma(fw.name, "smallcnn", "l2", steps=4, images=3, batch_size=2, progress=True)
+    assert [(b.total, b.n, b.closed) for b in RecordingBar.made] == [(4, 4, True)] * 2
+
+
+def test_bench_bar_counts_all_passes(fw, monkeypatch):
+    # `foolbox-alma bench`: one bar per attack, in passes per sample (the budget's N)
+    import foolbox_alma.bench.runner as runner_module
+    from foolbox_alma.bench import run_benchmark
+
+    monkeypatch.setattr(runner_module, "tqdm", RecordingBar)
+    RecordingBar.made = []
+    model, x, y = problem(fw)
+    run = run_benchmark(
+        model,
+        fw.tensor(x),
+        fw.tensor(y),
+        attacks=["alma-l2", "ddn"],
+        steps=5,
+        batch_size=4,
+        floor_passes=0,
+        progress=True,
+    )
+    assert [r.backwards for r in run.results] == [5, 5]  # counted backward passes per sample
+    assert [(b.total, b.n, b.closed) for b in RecordingBar.made] == [(5, 5, True)] * 2
 
 
 def test_evaluation_bar_counts_all_samples(tmp_path, monkeypatch):
