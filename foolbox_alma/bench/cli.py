@@ -50,7 +50,18 @@ def _name_list(text: str) -> List[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="quick or paper settings")
-    parser.add_argument("--model", default="smallcnn", help="zoo model name (default smallcnn)")
+    parser.add_argument(
+        "--model",
+        default="smallcnn",
+        help="model spec, as foolbox-alma evaluate takes it: a zoo name (default smallcnn), "
+        "file.py:function, package.module:function, a .pt or .keras file (with --bounds)",
+    )
+    parser.add_argument(
+        "--data",
+        default="mnist-heldout",
+        help="data spec, as foolbox-alma evaluate takes it (default mnist-heldout)",
+    )
+    parser.add_argument("--bounds", help="input bounds LO,HI of a .pt or .keras model")
     parser.add_argument(
         "--framework",
         default="torch",
@@ -143,12 +154,14 @@ def main(args: argparse.Namespace) -> int:
             settings[name] = value
     out = settings.get("out") or "bench_results/run"
     images = settings["images"]
-    if not 1 <= images <= 1000 - args.offset:
+    if args.data == "mnist-heldout" and not 1 <= images <= 1000 - args.offset:
         raise ValueError(f"--images must be between 1 and {1000 - args.offset}, got {images}")
 
     if args.threads:
         limit_threads_before_import(args.framework, args.threads)
-    fmodel, x, y = load_model_and_images(args.model, args.framework, images, args.offset)
+    fmodel, x, y = load_model_and_images(
+        args.model, args.framework, images, args.offset, args.data, args.bounds
+    )
     command = _command(args)
     from .runner import run_benchmark
 
@@ -186,13 +199,29 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model_and_images(model: str, framework: str, images: int, offset: int = 0) -> Any:
-    """A shipped model as a Foolbox model and held-out images as native tensors."""
-    from .. import zoo
+def load_model_and_images(
+    model: str,
+    framework: str,
+    images: int,
+    offset: int = 0,
+    data: str = "mnist-heldout",
+    bounds: Optional[str] = None,
+) -> Any:
+    """The model of a spec as a Foolbox model and the data's images and labels as native tensors
+    (the evaluation engine's model and data specs)."""
+    from .._runtime import to_native
+    from ..evaluation.data import load_data
+    from ..evaluation.models import parse_model_spec
 
-    fmodel = zoo.foolbox_model(framework, model)
-    x, y = zoo.heldout_for(framework, n=images, offset=offset)
-    return fmodel, x, y
+    lo_hi = tuple(float(v) for v in bounds.split(",")) if bounds else None
+    fmodel = parse_model_spec(model, framework=framework, bounds=lo_hi).load()
+    data_format = getattr(fmodel, "data_format", None) or "channels_first"
+    dataset = load_data(
+        data, data_format=data_format, limit=images, offset=offset, bounds=tuple(fmodel.bounds)
+    )
+    if len(dataset.y) < images:
+        raise ValueError(f"--images {images}: {data!r} holds {len(dataset.y)} from {offset}")
+    return fmodel, to_native(fmodel, dataset.x), to_native(fmodel, dataset.y)
 
 
 def _command(args: argparse.Namespace) -> str:
