@@ -1,8 +1,10 @@
 """foolbox-alma: ALMA (Rony et al., ICCV 2021) for Foolbox, written once in EagerPy.
 
-import foolbox as fb, foolbox_alma
-fmodel = fb.PyTorchModel(net.eval(), bounds=(0, 1))   # or fb.TensorFlowModel / fb.JAXModel
-raw, clipped, success = foolbox_alma.ALMA(distance="l2")(fmodel, x, y)
+Example::
+
+    import foolbox as fb, foolbox_alma
+    fmodel = fb.PyTorchModel(net.eval(), bounds=(0, 1))   # or fb.TensorFlowModel / fb.JAXModel
+    raw, clipped, success = foolbox_alma.ALMA(distance="l2")(fmodel, x, y)
 """
 
 from . import constraints, distances, optim, penalties

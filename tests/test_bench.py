@@ -273,6 +273,10 @@ def test_each_attack_keeps_its_own_dates_and_loaded_results_say_so(tmp_path):
     assert lines[1].endswith("(computed in this run)")
     text = report.markdown_report(second, "t")
     assert f"* Date: {r.started} to {computed.finished}; 1 of 2 result(s) loaded" in text
+    # BENCHMARKS.md is collected from the runs' saved outputs: they keep what was loaded
+    report.write_outputs(second, tmp_path / "second", title="t")
+    collected = report.collect([tmp_path / "second"], tmp_path / "BENCHMARKS.md")
+    assert f"* {lines[0]}" in collected and f"* {lines[1]}" in collected
     # a result saved before dates were recorded still loads, and says so
     path = tmp_path / "attacks" / "alma-l2@3.json"
     record = json.loads(path.read_text())

@@ -1,5 +1,7 @@
 """The benchmark: ALMA against Foolbox's and the authors' attacks, with the paper's metrics.
 
+Example::
+
     from foolbox_alma.bench import run_benchmark, write_outputs
     run = run_benchmark(fmodel, images, labels, attacks=["alma-l2", "ddn"], steps=100)
     write_outputs(run, "bench_results/mine", title="my model")

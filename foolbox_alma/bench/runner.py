@@ -64,7 +64,9 @@ class AttackResult:
     identity: Dict[str, Any] = field(default_factory=dict)
     started: str = ""  # when this attack itself ran ("" in results saved before dates were kept)
     finished: str = ""
-    loaded: bool = False  # read from an earlier run's file instead of computed now (not saved)
+    # read from an earlier run's file instead of computed now (kept in the run's results.json,
+    # not in the per-attack file)
+    loaded: bool = False
 
     @property
     def key(self) -> str:
@@ -102,7 +104,7 @@ class AttackResult:
     def from_json(cls, record: Dict[str, Any]) -> "AttackResult":
         record = dict(record)
         record.pop("version", None)
-        record.pop("loaded", None)
+        record["loaded"] = bool(record.get("loaded", False))
         record["distances"] = np.asarray(record["distances"], dtype=np.float64)
         record["success"] = np.asarray(record["success"], dtype=bool)
         return cls(**record)
@@ -146,7 +148,8 @@ class BenchmarkRun:
                 d: _finite_or_none(_largest_finite(self.best_distances(d)))
                 for d in self.by_distance()
             },
-            "results": [r.to_json() for r in self.results],
+            # the run's record says which results it loaded (the per-attack files do not)
+            "results": [dict(r.to_json(), loaded=r.loaded) for r in self.results],
         }
 
 

@@ -1,5 +1,7 @@
 """The evaluation engine: attack every sample of a data set, resumably, in-process or on Ray.
 
+Example::
+
     import foolbox_alma
     result = foolbox_alma.evaluate("my_model.py:build", "test_set.npz", distance="l2",
                                    steps=1000, epsilons=[0.5, 1, 2], out="eval/my_model")
