@@ -16,7 +16,7 @@ images, 100 and 1000 steps: hours on a CPU; resumable). Explicit flags override 
 import argparse
 import shlex
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .._runtime import limit_threads_before_import
 
@@ -213,11 +213,20 @@ def load_model_and_images(
     from ..evaluation.data import load_data
     from ..evaluation.models import parse_model_spec
 
-    lo_hi = tuple(float(v) for v in bounds.split(",")) if bounds else None
+    lo_hi: Optional[Tuple[float, float]] = None
+    if bounds:
+        parts = [float(v) for v in bounds.split(",")]
+        if len(parts) != 2:
+            raise ValueError(f"--bounds must be two numbers 'lo,hi', got {bounds!r}")
+        lo_hi = (parts[0], parts[1])
     fmodel = parse_model_spec(model, framework=framework, bounds=lo_hi).load()
     data_format = getattr(fmodel, "data_format", None) or "channels_first"
     dataset = load_data(
-        data, data_format=data_format, limit=images, offset=offset, bounds=tuple(fmodel.bounds)
+        data,
+        data_format=data_format,
+        limit=images,
+        offset=offset,
+        bounds=(fmodel.bounds[0], fmodel.bounds[1]),
     )
     if len(dataset.y) < images:
         raise ValueError(f"--images {images}: {data!r} holds {len(dataset.y)} from {offset}")

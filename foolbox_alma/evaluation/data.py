@@ -3,8 +3,8 @@
 Accepted forms (:func:`load_data`):
 
 * ``mnist-heldout``: the 1000 held-out MNIST test images shipped with the package (t10k images
-  9000..9999, never seen in training; indices 0..999 here), and ``<zoo model>-heldout`` for the
-  held-out set of any zoo model that ships one;
+  9000..9999, never seen in training; indices 0..999 here), and ``<name>-heldout`` for the
+  held-out set of any zoo model or data set (``colour-mnist-heldout``, ``colour-cnn-heldout``);
 * an ``.npz`` file with arrays ``x`` (N images, channels-first or channels-last) and ``y`` (N
   integer labels), and optionally ``targets`` (N target classes, for a targeted evaluation).
   ``uint8`` images are read as 0..255 and mapped to [0, 1]; float images are taken as they are,
@@ -128,18 +128,21 @@ def load_data(
 
 
 def _zoo_heldout(spec: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``<name>-heldout``: the held-out set of a zoo model or data set (``mnist``,
+    ``colour-mnist``, ``colour-cnn``...)."""
     from .. import zoo
 
     name = spec[: -len("-heldout")]
     if name == "mnist":
         return zoo.load_mnist_heldout()
-    loader = getattr(zoo, "load_heldout", None)
-    if loader is not None and name in zoo.ARCHITECTURES:
-        return loader(name)
-    raise ValueError(
-        f"unknown data {spec!r}: the zoo's held-out sets are mnist-heldout"
-        + (f" and <model>-heldout for {', '.join(zoo.ARCHITECTURES)}" if loader else "")
-    )
+    try:
+        return zoo.load_heldout(name)
+    except (ValueError, KeyError, OSError):
+        known = sorted(set(zoo.HELDOUT_DATA.values()) | set(zoo.ARCHITECTURES))
+        raise ValueError(
+            f"unknown data {spec!r}: the zoo's held-out sets are "
+            f"{', '.join(k + '-heldout' for k in known)}"
+        ) from None
 
 
 def _npz(path: str) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], bool]:
@@ -206,18 +209,18 @@ def _image_folder(path: str, image_size: Optional[int]) -> Tuple[np.ndarray, np.
     gray = all(image.mode in ("L", "1", "I;16", "I") for image in images)
     arrays = []
     first_size = None
-    for (file, _), image in zip(files, images):
-        image = image.convert("L" if gray else "RGB")
+    for (file, _), opened in zip(files, images):
+        picture = opened.convert("L" if gray else "RGB")
         if image_size is not None:
-            image = image.resize((image_size, image_size), Image.BILINEAR)
+            picture = picture.resize((image_size, image_size), Image.Resampling.BILINEAR)
         elif first_size is None:
-            first_size = (image.size, file)
-        elif image.size != first_size[0]:
+            first_size = (picture.size, file)
+        elif picture.size != first_size[0]:
             raise ValueError(
-                f"images differ in size ({first_size[1]}: {first_size[0]}, {file}: {image.size}): "
+                f"images differ in size ({first_size[1]}: {first_size[0]}, {file}: {picture.size}): "
                 "give image_size (--image-size) to resize them"
             )
-        array = np.asarray(image, dtype=np.float32) / 255.0
+        array = np.asarray(picture, dtype=np.float32) / 255.0
         arrays.append(array[None] if gray else array.transpose(2, 0, 1))
     labels = np.array([label for _, label in files], dtype=np.int64)
     return np.stack(arrays), labels, classes

@@ -223,7 +223,7 @@ def _built(config: AttackConfig, framework: str) -> BuiltAttack:
 
 
 def run_shard(
-    plan: Plan, shard: Shard, on_batch: Optional[Callable[[int], None]] = None
+    plan: Plan, shard: Shard, on_batch: Optional[Callable[[int], object]] = None
 ) -> ShardResult:
     """Attacks one shard (see the module docstring). ``on_batch(samples)`` is called after
     every batch (progress)."""
@@ -249,7 +249,10 @@ def run_shard(
                 x = _runtime.to_native(fmodel, shard.x[lo:hi])
                 labels = shard.labels[lo:hi]
                 targets = shard.targets[lo:hi] if shard.targets is not None else None
-                classes = _runtime.to_native(fmodel, targets if plan.targeted else labels)
+                if plan.targeted and targets is None:
+                    raise ValueError(f"shard {shard.index} of a targeted run has no targets")
+                chosen = targets if plan.targeted and targets is not None else labels
+                classes = _runtime.to_native(fmodel, chosen)
                 clean[lo:hi] = predict(fmodel, x, hi - lo)
                 done = attack_batch(counted, attack.run, x, classes, plan.targeted)
                 forwards += done.forwards

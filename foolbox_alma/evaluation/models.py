@@ -154,7 +154,8 @@ def _zoo_model(spec: ModelSpec) -> fb.Model:
 
     model = zoo.foolbox_model(spec.framework or "pytorch", spec.text)
     if spec.device != "cpu" and isinstance(model, fb.PyTorchModel):
-        module = model._model.to(spec.device)
+        module: Any = model._model  # a torch.nn.Module (Foolbox types it as a callable)
+        module = module.to(spec.device)
         model = fb.PyTorchModel(module, bounds=model.bounds, device=spec.device)
     return model
 

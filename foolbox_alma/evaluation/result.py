@@ -51,7 +51,7 @@ class EvaluationResult:
 
         adversarials = None
         if ordered and all(s.adversarials is not None for s in ordered):
-            adversarials = np.concatenate([s.adversarials for s in ordered])  # type: ignore[misc]
+            adversarials = np.concatenate([s.adversarials for s in ordered])
         return cls(
             indices=cat("indices", np.int64),
             labels=cat("labels", np.int64),
@@ -88,7 +88,7 @@ class EvaluationResult:
         """Median distance over all samples, failures as +inf."""
         return metrics.median_distance(self.distance, self.success)
 
-    def robust_accuracy(self, epsilons: Union[float, Sequence[float]]) -> np.ndarray:
+    def robust_accuracy(self, epsilons: Union[float, Sequence[float], np.ndarray]) -> np.ndarray:
         """Share of samples with no adversarial within each epsilon."""
         return metrics.robust_accuracy(self.distance, epsilons)
 
@@ -206,12 +206,15 @@ class EvaluationResult:
 
 
 def format_table(result: EvaluationResult) -> str:
-    """The summary as a Markdown table: one row, robust accuracy at each epsilon."""
+    """The summary as a Markdown table: one row, robust accuracy (RA, %) at each epsilon; attack
+    seconds are summed over the shards (those loaded from an earlier run included)."""
     s = result.summary
     eps_cols = [f"RA @ {e:g}" for e in result.epsilons]
-    header = ["samples", "clean acc. (%)", "ASR (%)", f"median {s.get('distance', '')}".strip()]
-    header += eps_cols + ["fwd / bwd per sample", "seconds"]
-    ra = result.robust_accuracy(result.epsilons) if result.epsilons else []
+    distance = s.get("distance", "")
+    distance = distance.upper() if distance in ("l1", "l2", "linf") else distance
+    header = ["samples", "clean acc. (%)", "ASR (%)", f"median {distance}".strip()]
+    header += eps_cols + ["fwd / bwd per sample", "attack seconds"]
+    ra = result.robust_accuracy(result.epsilons) if result.epsilons else np.zeros(0)
     row = [
         str(len(result)),
         f"{100 * result.clean_accuracy:.2f}",
@@ -221,7 +224,7 @@ def format_table(result: EvaluationResult) -> str:
     row += [f"{100 * v:.2f}" for v in ra]
     row += [
         f"{s.get('forwards_per_sample', math.nan):.0f} / {s.get('backwards_per_sample', math.nan):.0f}",
-        f"{s.get('seconds', {}).get('wall', math.nan):.1f}",
+        f"{s.get('seconds', {}).get('attack', math.nan):.1f}",
     ]
     return "\n".join(
         [

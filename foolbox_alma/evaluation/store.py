@@ -114,7 +114,7 @@ class RunFolder:
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, run_id=np.asarray(self.run_id), **result.to_arrays())
+        np.savez(buffer, allow_pickle=False, run_id=np.asarray(self.run_id), **result.to_arrays())
         write_atomic(self.shard_path(result.index), buffer.getvalue())
 
     def load(self, index: int, size: int, need_adversarials: bool) -> Optional[ShardResult]:
