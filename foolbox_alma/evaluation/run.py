@@ -252,8 +252,7 @@ def evaluate(
         else f"in-process, {plan.threads or 'default'} thread(s)"
     )
     result.summary = {
-        "title": f"{built.settings.get('attack', config.name)} {built.distance_name} on "
-        f"{spec.describe()['text']}, {dataset.name}",
+        "title": _title(built, spec, dataset, n),
         "distance": built.distance_name,
         "samples": n,
         "clean_accuracy": result.clean_accuracy,
@@ -292,6 +291,22 @@ def evaluate(
 
 
 # -- inputs -------------------------------------------------------------------------------------
+
+
+def _title(built: Any, spec: Any, dataset: Any, n: int) -> str:
+    """``ALMA L2, 100 steps, on examples/models/net.py:build, 1000 samples of mnist-heldout``."""
+    import os
+
+    attack = built.settings.get("attack", "attack")
+    distance = built.distance_name
+    distance = distance.upper() if distance in ("l1", "l2", "linf") else distance
+    steps = built.settings.get("steps")
+    text = spec.describe()["text"]
+    if os.path.isabs(text.split(":")[0]):
+        relative = os.path.relpath(text)
+        text = relative if not relative.startswith("..") else text
+    budget = f", {steps} steps" if steps else ""
+    return f"{attack} {distance}{budget}, on {text}, {n} samples of {dataset.name}"
 
 
 def _check_positive(name: str, value: Any) -> None:
