@@ -1,14 +1,17 @@
-"""Store the PyTorch logits of each zoo model on the 1000 held-out MNIST images for torch-free tests.
+"""Store the PyTorch logits of each zoo model on its 1000 held-out images for torch-free tests.
 
     python scripts/make_reference_logits.py                  # every model of zoo.ARCHITECTURES
     python scripts/make_reference_logits.py --models smallcnn-robust
+    python scripts/make_reference_logits.py --models colour-cnn colour-cnn-b
 
 Writes ``tests/data/<model>_reference_logits.npz`` per model: ``logits`` float32 (1000, 10),
-``labels``, ``indices`` (MNIST t10k indices) and ``weights_sha256``
+``labels``, ``indices`` (MNIST t10k indices of its held-out set, :func:`foolbox_alma.zoo.load_heldout`)
+and ``weights_sha256``
 (:func:`foolbox_alma.zoo.weights_sha256` of the weights used), so ``tests/test_zoo.py`` can check
 TensorFlow or JAX against PyTorch in an environment without torch, and notice when the weights
-changed but this file was not regenerated. Rerun it whenever ``scripts/train_smallcnn.py`` or
-``scripts/train_robust_smallcnn.py`` rewrites the shipped weights.
+changed but this file was not regenerated. Rerun it (for that model only) whenever
+``scripts/train_smallcnn.py``, ``scripts/train_robust_smallcnn.py`` or ``scripts/train_colour_cnn.py``
+rewrites the shipped weights.
 """
 
 import argparse
@@ -29,7 +32,7 @@ def reference_path(model: str, folder: Path = REPO_ROOT / "tests/data") -> Path:
 def write_reference(model: str, path: Path) -> None:
     weights = zoo.load_weights(model)
     net = zoo.smallcnn_torch(weights)
-    images, labels = zoo.load_mnist_heldout()
+    images, labels = zoo.load_heldout(model)
     with torch.no_grad():
         logits = net(torch.from_numpy(images)).numpy().astype(np.float32)
     heldout = zoo.weights_info(model)["heldout_images"]

@@ -1,4 +1,6 @@
-"""Model zoo: the MNIST SmallCNN of the ALMA paper with shipped weights, in PyTorch, TF and JAX.
+"""Model zoo: the MNIST SmallCNN of the ALMA paper and colour CNNs, shipped weights, PyTorch/TF/JAX.
+
+Example::
 
     from foolbox_alma import zoo
     fmodel = zoo.foolbox_model("pytorch")               # or "tensorflow", "jax"
@@ -6,19 +8,32 @@
 
 One framework-neutral weight archive (``data/smallcnn.npz``, PyTorch ``state_dict`` names and
 layouts, trained by ``scripts/train_smallcnn.py`` on MNIST t10k images 0..8999) feeds all three
-builders; ``data/mnist_heldout.npz`` holds the held-out t10k images 9000..9999. Importing this
-package imports no deep-learning framework; each builder imports its own.
+builders; ``data/mnist_heldout.npz`` holds the held-out t10k images 9000..9999. The colour models
+(``colour-cnn``, ``colour-cnn-b``: 3x32x32 inputs, ``scripts/train_colour_cnn.py``) are the same
+network family trained on the same digits coloured by :func:`colour_mnist`; their held-out images
+ship as ``data/colour-mnist*_heldout.npz``:
+
+    fmodel = zoo.foolbox_model("jax", "colour-cnn")
+    images, labels = zoo.heldout_for("jax", n=100, model="colour-cnn")
+
+Importing this package imports no deep-learning framework; each builder imports its own.
 """
 
+from .colour_mnist import colour_mnist
 from .smallcnn import (
     ARCHITECTURES,
     DEFAULT_DATA_FORMAT,
+    HELDOUT_DATA,
     PARAMETER_SHAPES,
+    Architecture,
+    architecture,
     foolbox_model,
     heldout_for,
     jax_params,
+    load_heldout,
     load_mnist_heldout,
     load_weights,
+    parameter_shapes,
     smallcnn_apply,
     smallcnn_jax,
     smallcnn_tensorflow,
@@ -30,16 +45,22 @@ from .smallcnn import (
 __all__ = [
     "ARCHITECTURES",
     "DEFAULT_DATA_FORMAT",
+    "HELDOUT_DATA",
     "PARAMETER_SHAPES",
+    "Architecture",
+    "architecture",
+    "colour_mnist",
     "foolbox_model",
     "heldout_for",
     "jax_params",
+    "load_heldout",
     "load_mnist_heldout",
     "load_weights",
     "smallcnn_apply",
     "smallcnn_jax",
     "smallcnn_tensorflow",
     "smallcnn_torch",
+    "parameter_shapes",
     "weights_info",
     "weights_sha256",
 ]

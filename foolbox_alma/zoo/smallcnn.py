@@ -1,4 +1,4 @@
-"""The MNIST SmallCNN of the ALMA paper, one set of weights, three frameworks.
+"""The SmallCNN of the ALMA paper and its colour variants, one set of weights, three frameworks.
 
 The architecture is the SmallCNN of DDN (Rony et al., CVPR 2019), TRADES and adv_lib::
 
@@ -7,14 +7,18 @@ The architecture is the SmallCNN of DDN (Rony et al., CVPR 2019), TRADES and adv
     flatten (C, H, W order: 64 * 4 * 4 = 1024)
     fc 1024->200, ReLU, dropout 0.5, fc 200->200, ReLU, fc 200->10 (logits)
 
-no padding, inputs in [0, 1]. The weight archive (``data/smallcnn.npz``, written by
-``scripts/train_smallcnn.py``) is framework neutral: float32 arrays under PyTorch ``state_dict``
-names and layouts (see ``PARAMETER_SHAPES``: convolutions OIHW, linear layers (out, in), ``fc1``
-reading the C,H,W-flattened features), plus a ``meta`` JSON string. The TensorFlow and JAX builders
-convert from that layout, so the three models compute the same logits up to float32 rounding.
+no padding, inputs in [0, 1]. The colour models of the zoo are the same network with other input
+channels, image size and widths (:func:`parameter_shapes`); every builder reads them from the
+weights (:func:`architecture`), so one code path serves all. The weight archive
+(``data/smallcnn.npz``, written by ``scripts/train_smallcnn.py``) is framework neutral: float32
+arrays under PyTorch ``state_dict`` names and layouts (see ``PARAMETER_SHAPES``: convolutions OIHW,
+linear layers (out, in), ``fc1`` reading the C,H,W-flattened features), plus a ``meta`` JSON
+string. The TensorFlow and JAX builders convert from that layout, so the three models compute the
+same logits up to float32 rounding.
 
-The shipped weights were trained on MNIST t10k images 0..8999; ``data/mnist_heldout.npz`` holds the
-disjoint images 9000..9999 they are evaluated on.
+The shipped weights were trained on MNIST t10k images 0..8999 (gray, or coloured by
+:mod:`.colour_mnist`); ``data/<data set>_heldout.npz`` holds the disjoint images 9000..9999 they are
+evaluated on (:data:`HELDOUT_DATA`, :func:`load_heldout`).
 
 Framework imports happen inside the functions that need them: importing this module imports none.
 """
@@ -24,33 +28,66 @@ import hashlib
 import importlib.resources
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import foolbox as fb
 import numpy as np
 
-ARCHITECTURES = ("smallcnn", "smallcnn-robust")
+ARCHITECTURES = ("smallcnn", "smallcnn-robust", "colour-cnn", "colour-cnn-b")
 """Names accepted by :func:`load_weights` (each is ``data/<name>.npz``): the regularly trained
-SmallCNN (``scripts/train_smallcnn.py``) and an L2-robust one, adversarially trained with DDN
-(``scripts/train_robust_smallcnn.py``); same architecture, same archive layout."""
+MNIST SmallCNN (``scripts/train_smallcnn.py``) and an L2-robust one, adversarially trained with DDN
+(``scripts/train_robust_smallcnn.py``); two colour classifiers of 3x32x32 images
+(``scripts/train_colour_cnn.py``): ``colour-cnn``, the SmallCNN with 3 input channels, on
+``colour-mnist``, and ``colour-cnn-b``, half as wide, on ``colour-mnist-texture``. Same network
+family, same archive layout."""
 
-PARAMETER_SHAPES: Dict[str, Tuple[int, ...]] = {
-    "feature_extractor.conv1.weight": (32, 1, 3, 3),
-    "feature_extractor.conv1.bias": (32,),
-    "feature_extractor.conv2.weight": (32, 32, 3, 3),
-    "feature_extractor.conv2.bias": (32,),
-    "feature_extractor.conv3.weight": (64, 32, 3, 3),
-    "feature_extractor.conv3.bias": (64,),
-    "feature_extractor.conv4.weight": (64, 64, 3, 3),
-    "feature_extractor.conv4.bias": (64,),
-    "classifier.fc1.weight": (200, 64 * 4 * 4),
-    "classifier.fc1.bias": (200,),
-    "classifier.fc2.weight": (200, 200),
-    "classifier.fc2.bias": (200,),
-    "classifier.fc3.weight": (10, 200),
-    "classifier.fc3.bias": (10,),
+HELDOUT_DATA = {
+    "smallcnn": "mnist",
+    "smallcnn-robust": "mnist",
+    "colour-cnn": "colour-mnist",
+    "colour-cnn-b": "colour-mnist-texture",
 }
-"""Archive keys (PyTorch ``state_dict`` names of the SmallCNN) and their shapes."""
+"""The held-out data set of each zoo model (``data/<data set>_heldout.npz``)."""
+
+
+class Architecture(NamedTuple):
+    """What varies between the zoo's SmallCNNs; :func:`parameter_shapes` gives their archives."""
+
+    in_channels: int = 1
+    image_size: int = 28
+    widths: Tuple[int, int] = (32, 64)  # channels of conv1-2 and of conv3-4
+    hidden: int = 200
+    classes: int = 10
+
+    @property
+    def feature_side(self) -> int:
+        """Height (= width) of the last feature map: two valid 3x3 convolutions, pool 2, twice."""
+        return ((self.image_size - 4) // 2 - 4) // 2
+
+
+def parameter_shapes(arch: Architecture = Architecture()) -> Dict[str, Tuple[int, ...]]:
+    """Archive keys (PyTorch ``state_dict`` names of the SmallCNN) and their shapes."""
+    (c, c1, c2), h = (arch.in_channels, *arch.widths), arch.hidden
+    return {
+        "feature_extractor.conv1.weight": (c1, c, 3, 3),
+        "feature_extractor.conv1.bias": (c1,),
+        "feature_extractor.conv2.weight": (c1, c1, 3, 3),
+        "feature_extractor.conv2.bias": (c1,),
+        "feature_extractor.conv3.weight": (c2, c1, 3, 3),
+        "feature_extractor.conv3.bias": (c2,),
+        "feature_extractor.conv4.weight": (c2, c2, 3, 3),
+        "feature_extractor.conv4.bias": (c2,),
+        "classifier.fc1.weight": (h, c2 * arch.feature_side**2),
+        "classifier.fc1.bias": (h,),
+        "classifier.fc2.weight": (h, h),
+        "classifier.fc2.bias": (h,),
+        "classifier.fc3.weight": (arch.classes, h),
+        "classifier.fc3.bias": (arch.classes,),
+    }
+
+
+PARAMETER_SHAPES = parameter_shapes()
+"""The MNIST SmallCNN's archive keys and shapes (1x28x28 inputs)."""
 
 HELDOUT_SIZE = 1000
 DATA_FORMATS = ("channels_first", "channels_last")
@@ -94,6 +131,30 @@ def load_mnist_heldout(n: Optional[int] = None, offset: int = 0) -> Tuple[np.nda
     Returns:
         ``(images, labels)``: float32 ``(n, 1, 28, 28)`` in [0, 1] and int64 ``(n,)``.
     """
+    return load_heldout("mnist", n, offset)
+
+
+def load_heldout(
+    name: str = "smallcnn", n: Optional[int] = None, offset: int = 0
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The held-out images of a zoo model or data set (t10k images 9000..9999, never trained on).
+
+    Args:
+        name: a zoo model (``ARCHITECTURES``: its data set, :data:`HELDOUT_DATA`) or a data set
+            (``"mnist"``, ``"colour-mnist"``, ``"colour-mnist-texture"``).
+        n: how many images (all remaining after ``offset`` when None).
+        offset: index of the first image within the 1000 held-out ones.
+
+    Returns:
+        ``(images, labels)``: float32 ``(n, channels, height, width)`` in [0, 1] (``(n, 1, 28,
+        28)`` for MNIST, ``(n, 3, 32, 32)`` for the colour sets) and int64 ``(n,)``.
+    """
+    dataset = HELDOUT_DATA.get(name, name)
+    if dataset not in set(HELDOUT_DATA.values()):
+        raise ValueError(
+            f"unknown zoo model or data set {name!r}; available: "
+            + ", ".join([*ARCHITECTURES, *sorted(set(HELDOUT_DATA.values()))])
+        )
     if n is None:
         n = HELDOUT_SIZE - offset
     if offset < 0 or n < 0 or offset + n > HELDOUT_SIZE:
@@ -101,10 +162,10 @@ def load_mnist_heldout(n: Optional[int] = None, offset: int = 0) -> Tuple[np.nda
             f"offset={offset}, n={n} outside the {HELDOUT_SIZE} held-out images "
             f"(need 0 <= offset and offset + n <= {HELDOUT_SIZE})"
         )
-    data = _read_npz(_data_file("mnist_heldout.npz"))
+    data = _read_npz(_data_file(f"{dataset}_heldout.npz"))
     images = data["images"][offset : offset + n].astype(np.float32) / 255.0
     labels = data["labels"][offset : offset + n].astype(np.int64)
-    return images[:, None], labels
+    return (images[:, None] if images.ndim == 3 else images), labels
 
 
 def load_weights(
@@ -117,7 +178,8 @@ def load_weights(
         path: read this ``.npz`` archive (same keys and layout as the shipped one) instead.
 
     Raises:
-        ValueError: unknown ``name``, or an archive whose keys or shapes are not the SmallCNN's.
+        ValueError: unknown ``name``, or an archive whose keys or shapes are not a SmallCNN's
+            (:func:`parameter_shapes` of the :func:`architecture` its shapes imply).
     """
     if path is not None:
         source: Any = Path(path)
@@ -150,18 +212,39 @@ def weights_sha256(weights: Weights) -> str:
     return digest.hexdigest()
 
 
+def architecture(weights: Weights) -> Architecture:
+    """The SmallCNN variant that ``weights`` (archive names and layouts) imply.
+
+    Channels and widths come from the convolution kernels, the hidden width and classes from the
+    linear layers, and the image size from ``fc1``'s input (``widths[1] * side**2`` features, image
+    ``4 * side + 12`` pixels: 28 for side 4, 32 for side 5). It does not check the other shapes:
+    :func:`load_weights` and the builders do (:func:`parameter_shapes`).
+    """
+    try:
+        in_channels = int(np.shape(weights["feature_extractor.conv1.weight"])[1])
+        widths = (
+            int(np.shape(weights["feature_extractor.conv1.weight"])[0]),
+            int(np.shape(weights["feature_extractor.conv3.weight"])[0]),
+        )
+        hidden, features = (int(d) for d in np.shape(weights["classifier.fc1.weight"]))
+        classes = int(np.shape(weights["classifier.fc3.bias"])[0])
+    except (KeyError, IndexError, ValueError):
+        return Architecture()  # malformed: the shape check reports against the MNIST SmallCNN
+    side = int(round(np.sqrt(features / max(widths[1], 1))))
+    return Architecture(in_channels, 4 * side + 12, widths, hidden, classes)
+
+
 def _checked(weights: Weights, label: str = "weights") -> Dict[str, np.ndarray]:
-    missing = sorted(set(PARAMETER_SHAPES) - set(weights))
-    unexpected = sorted(set(weights) - set(PARAMETER_SHAPES))
+    shapes = parameter_shapes(architecture(weights))
+    missing = sorted(set(shapes) - set(weights))
+    unexpected = sorted(set(weights) - set(shapes))
     if missing or unexpected:
         raise ValueError(f"{label}: missing keys {missing}, unexpected keys {unexpected}")
-    wrong = {
-        k: np.shape(weights[k]) for k, s in PARAMETER_SHAPES.items() if np.shape(weights[k]) != s
-    }
+    wrong = {k: np.shape(weights[k]) for k, s in shapes.items() if np.shape(weights[k]) != s}
     if wrong:
-        expected = {k: PARAMETER_SHAPES[k] for k in wrong}
+        expected = {k: shapes[k] for k in wrong}
         raise ValueError(f"{label}: wrong shapes {wrong}, expected {expected}")
-    return {k: np.asarray(weights[k], dtype=np.float32) for k in PARAMETER_SHAPES}
+    return {k: np.asarray(weights[k], dtype=np.float32) for k in shapes}
 
 
 def _weights_or_default(weights: Optional[Weights]) -> Dict[str, np.ndarray]:
@@ -183,7 +266,7 @@ def _data_format(framework: str, data_format: Optional[str]) -> str:
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
     if framework == "pytorch" and data_format != "channels_first":
-        raise ValueError("the PyTorch SmallCNN takes channels_first (N, 1, 28, 28) inputs only")
+        raise ValueError("the PyTorch SmallCNN takes channels_first (N, C, H, W) inputs only")
     return data_format
 
 
@@ -191,31 +274,34 @@ def _data_format(framework: str, data_format: Optional[str]) -> str:
 
 
 def smallcnn_torch(weights: Optional[Weights] = None) -> Any:
-    """The SmallCNN as a ``torch.nn.Module`` in eval mode, inputs ``(N, 1, 28, 28)``.
+    """The SmallCNN as a ``torch.nn.Module`` in eval mode, inputs ``(N, C, H, W)``.
 
     Its ``state_dict`` names are the archive's (and DDN's / adv_lib's): ``feature_extractor.conv1``
-    ... ``classifier.fc3``. ``weights`` defaults to the shipped ones (:func:`load_weights`).
+    ... ``classifier.fc3``. ``weights`` defaults to the shipped MNIST ones (:func:`load_weights`);
+    their shapes set the input channels, image size and widths (:func:`architecture`): ``(N, 1,
+    28, 28)`` for MNIST, ``(N, 3, 32, 32)`` for the colour models.
     """
     import torch
     from torch import nn
 
     params = _weights_or_default(weights)
+    arch = architecture(params)
     feature_extractor = nn.Sequential()
-    in_channels = 1
+    in_channels = arch.in_channels
     for i, conv in enumerate(_CONVS):
-        out_channels = PARAMETER_SHAPES[f"feature_extractor.{conv}.weight"][0]
+        out_channels = arch.widths[i // 2]
         feature_extractor.add_module(conv, nn.Conv2d(in_channels, out_channels, 3))
         feature_extractor.add_module(f"relu{i + 1}", nn.ReLU())
         if i % 2 == 1:
             feature_extractor.add_module(f"maxpool{i // 2 + 1}", nn.MaxPool2d(2, 2))
         in_channels = out_channels
     classifier = nn.Sequential()
-    classifier.add_module("fc1", nn.Linear(64 * 4 * 4, 200))
+    classifier.add_module("fc1", nn.Linear(arch.widths[1] * arch.feature_side**2, arch.hidden))
     classifier.add_module("relu1", nn.ReLU())
     classifier.add_module("drop", nn.Dropout(0.5))
-    classifier.add_module("fc2", nn.Linear(200, 200))
+    classifier.add_module("fc2", nn.Linear(arch.hidden, arch.hidden))
     classifier.add_module("relu2", nn.ReLU())
-    classifier.add_module("fc3", nn.Linear(200, 10))
+    classifier.add_module("fc3", nn.Linear(arch.hidden, arch.classes))
     net = nn.Sequential()
     net.add_module("feature_extractor", feature_extractor)
     net.add_module("flatten", nn.Flatten())  # C, H, W order, as fc1 expects
@@ -234,21 +320,25 @@ def smallcnn_tensorflow(
 
     Args:
         weights: archive-layout parameters; the shipped ones when None.
-        data_format: ``"channels_last"`` for ``(N, 28, 28, 1)`` inputs (TensorFlow's native layout)
-            or ``"channels_first"`` for ``(N, 1, 28, 28)``. The model's ``data_format`` attribute
-            records it (Foolbox's own ``TensorFlowModel`` reads the global Keras setting instead;
-            :func:`foolbox_model` corrects that).
+        data_format: ``"channels_last"`` for ``(N, H, W, C)`` inputs (TensorFlow's native layout)
+            or ``"channels_first"`` for ``(N, C, H, W)``; ``C, H, W`` are the weights'
+            (:func:`architecture`: ``1, 28, 28`` for MNIST, ``3, 32, 32`` for the colour models).
+            The model's ``data_format`` attribute records it (Foolbox's own
+            ``TensorFlowModel`` reads the global Keras setting instead; :func:`foolbox_model`
+            corrects that).
     """
     import tensorflow as tf
 
     data_format = _data_format("tensorflow", data_format)
     params = _weights_or_default(weights)
+    arch = architecture(params)
     layers = tf.keras.layers
     channels_last = data_format == "channels_last"
-    inputs = tf.keras.Input(shape=(28, 28, 1) if channels_last else (1, 28, 28), name="images")
+    c, s = arch.in_channels, arch.image_size
+    inputs = tf.keras.Input(shape=(s, s, c) if channels_last else (c, s, s), name="images")
     h = inputs
     for i, conv in enumerate(_CONVS):
-        filters = PARAMETER_SHAPES[f"feature_extractor.{conv}.weight"][0]
+        filters = arch.widths[i // 2]
         h = layers.Conv2D(filters, 3, activation="relu", data_format=data_format, name=conv)(h)
         if i % 2 == 1:
             h = layers.MaxPooling2D(2, data_format=data_format, name=f"maxpool{i // 2 + 1}")(h)
@@ -256,10 +346,10 @@ def smallcnn_tensorflow(
         # fc1 was trained on PyTorch's C, H, W flattening: reorder (H, W, C) -> (C, H, W) first.
         h = layers.Permute((3, 1, 2), name="to_chw")(h)
     h = layers.Flatten(name="flatten")(h)
-    h = layers.Dense(200, activation="relu", name="fc1")(h)
+    h = layers.Dense(arch.hidden, activation="relu", name="fc1")(h)
     h = layers.Dropout(0.5, name="drop")(h)
-    h = layers.Dense(200, activation="relu", name="fc2")(h)
-    logits = layers.Dense(10, name="fc3")(h)
+    h = layers.Dense(arch.hidden, activation="relu", name="fc2")(h)
+    logits = layers.Dense(arch.classes, name="fc3")(h)
     model = tf.keras.Model(inputs, logits, name=f"smallcnn_{data_format}")
 
     for conv in _CONVS:  # OIHW -> HWIO
@@ -300,7 +390,8 @@ def smallcnn_apply(
 ) -> Any:
     """Pure JAX SmallCNN: ``params`` (archive names and layouts), ``images`` -> logits ``(N, 10)``.
 
-    ``images`` are ``(N, 1, 28, 28)`` (channels_first) or ``(N, 28, 28, 1)`` (channels_last).
+    ``images`` are ``(N, C, H, W)`` (channels_first) or ``(N, H, W, C)`` (channels_last), with the
+    channels and size of ``params`` (:func:`architecture`).
     Differentiable and ``jax.jit``-able (``data_format`` static).
     """
     import jax
@@ -336,7 +427,7 @@ def smallcnn_jax(
 
     It is :func:`smallcnn_apply` with the parameters bound; ``fn.params`` and ``fn.apply`` expose
     the two halves for code that wants the pure ``(params, images)`` form. Inputs are NCHW
-    ``(N, 1, 28, 28)`` by default.
+    (``(N, 1, 28, 28)`` for MNIST weights) by default.
     """
     import jax
 
@@ -389,15 +480,18 @@ def heldout_for(
     data_format: Optional[str] = None,
     n: Optional[int] = None,
     offset: int = 0,
+    *,
+    model: str = "smallcnn",
 ) -> Tuple[Any, Any]:
-    """:func:`load_mnist_heldout` as ``framework``'s native tensors, in ``data_format`` layout.
+    """:func:`load_heldout` of ``model`` as ``framework``'s native tensors, in ``data_format`` layout.
 
-    Returns ``(images, labels)``: float32 images in [0, 1], ``(n, 1, 28, 28)`` or ``(n, 28, 28, 1)``
-    (the framework's default layout when ``data_format`` is None), and integer labels.
+    Returns ``(images, labels)``: float32 images in [0, 1], ``(n, C, H, W)`` or ``(n, H, W, C)``
+    (the framework's default layout when ``data_format`` is None; ``C, H, W`` = ``1, 28, 28`` for
+    the MNIST models, ``3, 32, 32`` for the colour ones), and integer labels.
     """
     framework = _framework(framework)
     data_format = _data_format(framework, data_format)
-    images, labels = load_mnist_heldout(n, offset)
+    images, labels = load_heldout(model, n, offset)
     if data_format == "channels_last":
         images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
     if framework == "pytorch":
