@@ -166,7 +166,7 @@ def run_alma(
     framework = parse_frameworks([framework])[0]
     alpha = default_alpha(steps) if alpha is None else alpha
     spec = parse_model_spec(model, framework=framework)
-    x_native, y_native = zoo.heldout_for(framework, n=images)
+    x_native, y_native = zoo.heldout_for(framework, n=images, model=model)
     x, y = ep.astensor(x_native).numpy(), ep.astensor(y_native).numpy()
     result = evaluate(
         spec,
@@ -340,6 +340,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from . import zoo
+
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     comparison = compare_frameworks(
@@ -356,7 +358,8 @@ def main(args: argparse.Namespace) -> int:
     first = comparison.reference
     print(
         f"ALMA {args.distance.upper()}, {args.steps} steps (alpha {first.alpha:g}) on {args.model}, "
-        f"{args.images} held-out MNIST images, clean accuracy {100 * first.clean_accuracy:.2f}%"
+        f"{args.images} held-out {zoo.HELDOUT_DATA[args.model].replace('mnist', 'MNIST')} images, "
+        f"clean accuracy {100 * first.clean_accuracy:.2f}%"
     )
     print(format_table(comparison))
     return 0 if comparison.medians_agree else 1

@@ -1,13 +1,13 @@
-"""``foolbox-alma demo``: ALMA L2 and L1 on a shipped MNIST SmallCNN, offline.
+"""``foolbox-alma demo``: ALMA L2 and L1 on a shipped zoo model, offline.
 
-Attacks held-out MNIST images (never seen in training) with ALMA, prints the paper's columns (ASR,
+Attacks held-out images (never seen in training) with ALMA, prints the paper's columns (ASR,
 median distance, forwards/backwards per sample, seconds) and writes a PNG of originals,
 adversarials and perturbations. ``--framework`` picks PyTorch, TensorFlow or JAX (the same weights
-in each), ``--model`` the regular SmallCNN or the L2-robust one.
+in each), ``--model`` the regular MNIST SmallCNN, the L2-robust one or a colour CNN.
 """
 
 import argparse
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         choices=ARCHITECTURES,
         default="smallcnn",
-        help="zoo model: the regular SmallCNN or the L2-robust (DDN-trained) one",
+        help="zoo model: the regular MNIST SmallCNN, the L2-robust (DDN-trained) one, or a "
+        "colour CNN (3x32x32 colour MNIST)",
     )
     parser.add_argument("--images", type=int, default=100, help="held-out images (max 1000)")
     parser.add_argument("--steps", type=int, default=100, help="ALMA steps")
@@ -73,7 +74,7 @@ def run_demo(
     hooks on PyTorch and with a counting wrapper on TensorFlow and JAX
     (:func:`foolbox_alma.counting.counted_model`).
     """
-    from .zoo import load_mnist_heldout
+    from .zoo import load_heldout
 
     if not 1 <= images <= 1000:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
@@ -91,7 +92,7 @@ def run_demo(
         )
         for distance in distances
     ]
-    x_np, y_np = load_mnist_heldout(images)
+    x_np, y_np = load_heldout(model, images)
     clean_accuracy = results[0].clean_accuracy if results else float("nan")
     return x_np, y_np, clean_accuracy, results
 
@@ -117,7 +118,12 @@ def plot(
     path: str,
     columns: int = 8,
 ) -> None:
-    """Originals on the first row; for each distance, the adversarials and the perturbations."""
+    """Originals on the first row; for each distance, the adversarials and the perturbations.
+
+    Gray images (one channel) are drawn in gray, their perturbations in a diverging colour map;
+    colour images as RGB, their perturbations as RGB too, centred at 0.5 per channel and amplified
+    so that the largest channel change of each image reaches 0 or 1.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,15 +133,13 @@ def plot(
     rows = 1 + 2 * len(results)
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
     for c in range(columns):
-        axes[0, c].imshow(x[c, 0], cmap="gray", vmin=0, vmax=1)
+        _show_image(axes[0, c], x[c])
         axes[0, c].set_title(f"label {y[c]}", fontsize=8)
         for k, r in enumerate(results):
-            adv, delta = r.adversarials[c, 0], r.adversarials[c, 0] - x[c, 0]
             title = f"-> {r.predictions[c]}, {r.distance.upper()} {r.distances[c]:.2f}"
-            axes[1 + 2 * k, c].imshow(adv, cmap="gray", vmin=0, vmax=1)
+            _show_image(axes[1 + 2 * k, c], r.adversarials[c])
             axes[1 + 2 * k, c].set_title(title if r.success[c] else "failed", fontsize=7)
-            bound = max(float(np.abs(delta).max()), 1e-6)
-            axes[2 + 2 * k, c].imshow(delta, cmap="seismic", vmin=-bound, vmax=bound)
+            _show_perturbation(axes[2 + 2 * k, c], r.adversarials[c] - x[c])
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -144,10 +148,35 @@ def plot(
         axes[1 + 2 * k, 0].set_ylabel(f"ALMA {r.distance.upper()}", fontsize=8)
         axes[2 + 2 * k, 0].set_ylabel("perturbation", fontsize=8)
     where = f" {results[0].model} ({results[0].framework})" if results else " SmallCNN"
-    fig.suptitle(f"ALMA on the shipped MNIST{where}, held-out images", fontsize=10)
+    data = _data_label(results[0].model if results else "smallcnn")
+    fig.suptitle(f"ALMA on the shipped {data}{where}, held-out images", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _show_image(ax: Any, image: np.ndarray) -> None:
+    """A channels-first image in [0, 1]: gray for one channel, RGB (HWC) for three."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
+
+
+def _show_perturbation(ax: Any, delta: np.ndarray) -> None:
+    bound = max(float(np.abs(delta).max()), 1e-6)
+    if delta.shape[0] == 1:
+        ax.imshow(delta[0], cmap="seismic", vmin=-bound, vmax=bound)
+    else:
+        amplified = 0.5 + 0.5 * delta.transpose(1, 2, 0) / bound
+        ax.imshow(np.clip(amplified, 0, 1))
+
+
+def _data_label(model: str) -> str:
+    """The held-out data set of a zoo model, as the demo names it: MNIST, colour-MNIST, ..."""
+    from .zoo import HELDOUT_DATA
+
+    return HELDOUT_DATA.get(model, "mnist").replace("mnist", "MNIST")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -165,7 +194,8 @@ def main(args: argparse.Namespace) -> int:
         model=args.model,
     )
     print(
-        f"MNIST {args.model} ({framework}), {args.images} held-out images, clean accuracy "
+        f"{_data_label(args.model)} {args.model} ({framework}), {args.images} held-out images, "
+        "clean accuracy "
         f"{100 * clean_accuracy:.2f}%, {args.steps} steps"
     )
     print(format_table(results, args.steps, args.targeted))
