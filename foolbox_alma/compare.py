@@ -22,7 +22,9 @@ import numpy as np
 from .metrics import format_median, median_distance, success_rate
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
-DISTANCES = ("l2", "l1")
+DISTANCES = ("l2", "l1", "ciede2000", "ssim", "lpips")
+"""Distances the demo and the comparison offer (any name of :func:`~foolbox_alma.distances.get_distance`
+is accepted; L1 and L2 are measured in NumPy float64, the others with the package's distance)."""
 MEDIAN_TOLERANCE = 0.01  # relative: the medians of two frameworks must agree within 1%
 _MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 _ALIASES = {"torch": "pytorch", "tf": "tensorflow"}
@@ -162,7 +164,9 @@ def run_alma(
     if not 1 <= images <= zoo.smallcnn.HELDOUT_SIZE:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
     if distance not in _P:
-        raise ValueError(f"unknown distance {distance!r}; use one of {', '.join(DISTANCES)}")
+        from .distances import get_distance
+
+        get_distance(distance)  # an unknown name is an error that lists the known ones
     framework = parse_frameworks([framework])[0]
     alpha = default_alpha(steps) if alpha is None else alpha
     spec = parse_model_spec(model, framework=framework)
@@ -194,7 +198,9 @@ def run_alma(
         data_format=data_format,
         labels=result.targets if targeted and result.targets is not None else result.labels,
         success=result.success,
-        distances=norms(adversarials - originals, distance),
+        distances=norms(adversarials - originals, distance)
+        if distance in _P
+        else _measured(spec, distance, x, result.adversarials),
         adversarials=adversarials,
         predictions=result.adversarial_prediction,
         clean_accuracy=result.clean_accuracy,
@@ -203,6 +209,15 @@ def run_alma(
         seconds=result.summary["seconds"]["attack"],
         targeted=targeted,
     )
+
+
+def _measured(spec: Any, distance: str, x: np.ndarray, adversarials: np.ndarray) -> np.ndarray:
+    """Per-sample perceptual distances of every returned point (adversarial or not)."""
+    from ._runtime import to_native
+    from .evaluation.engine import load_model, measure
+
+    fmodel = load_model(spec)
+    return measure(distance, fmodel, to_native(fmodel, x), to_native(fmodel, adversarials))
 
 
 def _data_format(spec: Any) -> str:
@@ -249,7 +264,9 @@ def disagreement(run: AttackRun, reference: AttackRun) -> Disagreement:
     """Per-sample differences of ``run`` from ``reference`` (same model, images and settings)."""
     both = run.success & reference.success
     gap = np.where(both, np.abs(run.distances - reference.distances), -np.inf)
-    apart = norms(run.adversarials - reference.adversarials, run.distance)
+    apart = norms(
+        run.adversarials - reference.adversarials, run.distance if run.distance in _P else "l2"
+    )
     ref_median = reference.median
     if np.isfinite(ref_median) and ref_median > 0:
         median_relative = abs(run.median - ref_median) / ref_median
@@ -269,9 +286,9 @@ def disagreement(run: AttackRun, reference: AttackRun) -> Disagreement:
 
 
 def norms(delta: np.ndarray, distance: str) -> np.ndarray:
-    """Per-sample L1 or L2 norms, in float64."""
+    """Per-sample L1 or L2 norms, in float64 (L2 for any other distance name)."""
     flat = np.asarray(delta, dtype=np.float64).reshape(len(delta), -1)
-    return np.linalg.norm(flat, ord=_P[distance], axis=1)
+    return np.linalg.norm(flat, ord=_P.get(distance, 2), axis=1)
 
 
 def _channels_first(images: np.ndarray, data_format: str) -> np.ndarray:
@@ -319,7 +336,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .zoo import ARCHITECTURES
 
     parser.add_argument("--model", choices=ARCHITECTURES, default="smallcnn", help="zoo model")
-    parser.add_argument("--distance", choices=DISTANCES, default="l2")
+    parser.add_argument(
+        "--distance", default="l2", help=f"distance ALMA minimises: {', '.join(DISTANCES)}"
+    )
     parser.add_argument("--steps", type=int, default=100, help="ALMA steps")
     parser.add_argument("--images", type=int, default=100, help="held-out images (max 1000)")
     parser.add_argument(

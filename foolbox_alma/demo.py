@@ -40,9 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=100, help="ALMA steps")
     parser.add_argument(
         "--distance",
-        choices=("l2", "l1", "both"),
+        choices=("l2", "l1", "both", "ciede2000", "ssim", "lpips"),
         default="both",
-        help="distance(s) to minimise (default both)",
+        help="distance(s) to minimise (default both: L2 and L1); the perceptual ones are meant "
+        "for the colour models (lpips needs the AlexNet weights, see the README)",
     )
     parser.add_argument(
         "--targeted",

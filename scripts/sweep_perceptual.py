@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--images-1000", type=int, default=50, help="images at 1000 steps")
     parser.add_argument("--distances", default="ciede2000,ciede2000-adv_lib,ssim")
     parser.add_argument("--steps", default="100,1000")
+    parser.add_argument("--grid", default=None, help="subset of the grid at every budget")
     parser.add_argument("--grid-1000", default=None, help="subset of the grid at 1000 steps")
     parser.add_argument("--alpha-steps", type=int, default=300)
     parser.add_argument("--out", default="bench_results/sweep")
@@ -111,9 +112,10 @@ def main() -> None:
         x, y = zoo.load_heldout(args.model, n)
         for distance in [d for d in args.distances.split(",") if d]:
             grid = GRIDS[distance]
-            if steps > 100 and args.grid_1000:
-                wanted = [float(v) for v in args.grid_1000.split(",")]
-                grid = [g for g in grid if any(np.isclose(g, w) for w in wanted)] or grid
+            for subset in (args.grid, args.grid_1000 if steps > 100 else None):
+                if subset:
+                    wanted = [float(v) for v in subset.split(",")]
+                    grid = [g for g in grid if any(np.isclose(g, w) for w in wanted)] or grid
             for init in grid:
                 record = run_one(args.model, (x, y), distance, steps, init, None, args.out)
                 record["images"] = n
@@ -135,6 +137,32 @@ def main() -> None:
     with open(os.path.join(args.out, "sweep.json"), "w") as f:
         json.dump(report, f, indent=1, default=float)
     plot(report, os.path.join(args.out, "sweep.png"))
+    with open(os.path.join(args.out, "sweep.md"), "w") as f:
+        f.write(markdown(report) + "\n")
+    print(markdown(report))
+
+
+def markdown(report: Dict[str, Any]) -> str:
+    """The sweep as Markdown tables: per distance and budget, ASR and median (standard scale)."""
+    lines = [
+        f"Measured {report['measured']}: `python scripts/sweep_perceptual.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in report["args"].items() if v is not None
+        )
+        + "`",
+        "",
+        "| distance (attack's scale) | steps | images | init_lr_distance | alpha | ASR (%) "
+        "| median, standard scale | median, attack's scale |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["runs"]:
+        median = f"{r['median']:.4g}" if np.isfinite(r["median"]) else "-"
+        own = f"{r['median_own_scale']:.4g}" if np.isfinite(r["median_own_scale"]) else "-"
+        lines.append(
+            f"| {r['distance']} | {r['steps']} | {r['images']} | {r['init_lr_distance']:g} "
+            f"| {r['alpha']:.3g} | {100 * r['asr']:.0f} | {median} | {own} |"
+        )
+    return "\n".join(lines)
 
 
 def plot(report: Dict[str, Any], path: str) -> None:

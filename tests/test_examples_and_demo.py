@@ -104,3 +104,46 @@ def test_version_is_read_from_one_place():
     )
     assert out.returncode == 0 and out.stdout.strip() == f"foolbox-alma {written}"
     assert f"## {written} " in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_demo_with_a_perceptual_distance_on_the_colour_model(tmp_path):
+    """``demo --model colour-cnn --distance ciede2000``: the distances it prints are CIEDE2000
+    (colour-science's, computed here independently on the adversarials it returns)."""
+    if not available("pytorch"):
+        pytest.skip("the demo runs the PyTorch model")
+    colour = pytest.importorskip("colour")
+    import numpy as np
+
+    from foolbox_alma.compare import run_alma
+
+    run = run_alma("pytorch", "colour-cnn", "ciede2000", steps=10, images=3)
+    from foolbox_alma import zoo
+
+    x, _ = zoo.load_heldout("colour-cnn", 3)
+    for i in range(3):
+        lab = [
+            colour.XYZ_to_Lab(colour.sRGB_to_XYZ(image.transpose(1, 2, 0).astype(np.float64)))
+            for image in (x[i], run.adversarials[i])
+        ]
+        expected = np.sqrt((colour.delta_E(lab[0], lab[1], method="CIE 2000") ** 2).sum())
+        assert run.distances[i] == pytest.approx(expected, rel=1e-4)
+    png = tmp_path / "demo.png"
+    args = ["--model", "colour-cnn", "--distance", "ciede2000", "--images", "3", "--steps", "5"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "foolbox_alma",
+            "demo",
+            *args,
+            "--output",
+            str(png),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| ALMA CIEDE2000 5 |" in out.stdout
+    assert png.stat().st_size > 1000
