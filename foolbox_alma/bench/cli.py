@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--data",
-        default="mnist-heldout",
-        help="data spec, as foolbox-alma evaluate takes it (default mnist-heldout)",
+        default=None,
+        help="data spec, as foolbox-alma evaluate takes it (default: a zoo model's held-out "
+        "images, <model>-heldout)",
     )
     parser.add_argument("--bounds", help="input bounds LO,HI of a .pt or .keras model")
     parser.add_argument(
@@ -154,7 +155,9 @@ def main(args: argparse.Namespace) -> int:
             settings[name] = value
     out = settings.get("out") or "bench_results/run"
     images = settings["images"]
-    if args.data == "mnist-heldout" and not 1 <= images <= 1000 - args.offset:
+    if args.data is None:
+        args.data = f"{args.model}-heldout"
+    if args.data.endswith("-heldout") and not 1 <= images <= 1000 - args.offset:
         raise ValueError(f"--images must be between 1 and {1000 - args.offset}, got {images}")
 
     if args.threads:
@@ -183,8 +186,7 @@ def main(args: argparse.Namespace) -> int:
         model_name=args.model,
         info={
             "command": command,
-            "data": f"MNIST t10k images {9000 + args.offset}..{9000 + args.offset + images - 1}, "
-            "never seen in training",
+            "data": _describe_data(args.data, args.offset, images),
         },
     )
     steps = "/".join(str(s) for s in settings["steps"])
@@ -197,6 +199,20 @@ def main(args: argparse.Namespace) -> int:
         print("*", note)
     print("wrote", ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _describe_data(data: str, offset: int, images: int) -> str:
+    if data.endswith("-heldout"):
+        from .. import zoo
+
+        name = data[: -len("-heldout")]
+        name = zoo.HELDOUT_DATA.get(name, name)
+        first = 9000 + offset
+        return (
+            f"{name.replace('mnist', 'MNIST')} t10k images {first}..{first + images - 1}, "
+            "never seen in training"
+        )
+    return f"{data}, samples {offset}..{offset + images - 1}"
 
 
 def load_model_and_images(
