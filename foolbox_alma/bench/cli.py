@@ -155,15 +155,14 @@ def main(args: argparse.Namespace) -> int:
             settings[name] = value
     out = settings.get("out") or "bench_results/run"
     images = settings["images"]
-    if args.data is None:
-        args.data = f"{args.model}-heldout"
-    if args.data.endswith("-heldout") and not 1 <= images <= 1000 - args.offset:
+    data = args.data or f"{args.model}-heldout"
+    if data.endswith("-heldout") and not 1 <= images <= 1000 - args.offset:
         raise ValueError(f"--images must be between 1 and {1000 - args.offset}, got {images}")
 
     if args.threads:
         limit_threads_before_import(args.framework, args.threads)
     fmodel, x, y = load_model_and_images(
-        args.model, args.framework, images, args.offset, args.data, args.bounds
+        args.model, args.framework, images, args.offset, data, args.bounds
     )
     command = _command(args)
     from .runner import run_benchmark
@@ -186,7 +185,7 @@ def main(args: argparse.Namespace) -> int:
         model_name=args.model,
         info={
             "command": command,
-            "data": _describe_data(args.data, args.offset, images),
+            "data": _describe_data(data, args.offset, images),
         },
     )
     steps = "/".join(str(s) for s in settings["steps"])
