@@ -167,7 +167,10 @@ def test_channel_errors(fw):
 def test_registry_and_paper_settings():
     assert get_distance("ciede2000") is ciede2000
     assert get_distance("CIEDE2000") is ciede2000
-    assert ciede2000.init_lr_distance == 0.05 and not ciede2000.homogeneous
+    assert not ciede2000.homogeneous
+    # the paper's step size stays with adv_lib's scale; the standard scale's is calibrated
+    assert CIEDE2000(adv_lib_scale=True).init_lr_distance == 0.05
+    assert ciede2000.init_lr_distance > 0.05
     assert "adv_lib_scale=True" in repr(CIEDE2000(adv_lib_scale=True))
 
 

@@ -1,0 +1,43 @@
+"""ALMA's perceptual defaults on colour images: every perceptual distance succeeds at its defaults
+on the colour zoo model, on every backend, and the calibrated CIEDE2000 step size finds closer
+adversarials, on the standard CIEDE2000 ruler, than the paper's setting on adv_lib's scale.
+
+Oracles: the model's own predictions of the returned points (success), and the standard
+CIEDE2000 (checked against colour-science in test_distances_ciede2000.py) as the common ruler."""
+
+import numpy as np
+import pytest
+from test_distances_lpips import random_alexnet
+
+from foolbox_alma import ALMA, metrics, zoo
+from foolbox_alma.distances import CIEDE2000, LPIPS, ciede2000
+
+
+def colour_problem(fw, n):
+    fmodel = zoo.foolbox_model(fw.name, "colour-cnn")
+    x, y = zoo.heldout_for(fw.name, n=n, model="colour-cnn")
+    return fmodel, x, y
+
+
+@pytest.mark.parametrize("distance", ["ciede2000", "ssim", "lpips"])
+def test_each_perceptual_distance_succeeds_at_defaults(fw, distance):
+    fmodel, x, y = colour_problem(fw, 8)
+    chosen = LPIPS(random_alexnet()) if distance == "lpips" else distance
+    fw.seed(0)
+    adv = ALMA(distance=chosen, steps=100)(fmodel, x, y)[0]
+    predictions = fw.numpy(fmodel(adv)).argmax(-1)
+    assert (predictions != fw.numpy(y)).all()
+
+
+def test_calibrated_ciede2000_beats_the_papers_adv_lib_scale_on_the_standard_ruler():
+    torch = pytest.importorskip("torch")
+    fmodel = zoo.foolbox_model("pytorch", "colour-cnn")
+    x, y = (torch.from_numpy(a) for a in zoo.load_heldout("colour-cnn", 16))
+    medians = {}
+    for name, distance in (("standard", ciede2000), ("adv_lib", CIEDE2000(adv_lib_scale=True))):
+        torch.manual_seed(0)
+        adv = ALMA(distance=distance, steps=100).run(fmodel, x, y)
+        success = (fmodel(adv).argmax(-1) != y).numpy()
+        medians[name] = metrics.median_distance(ciede2000(x, adv).numpy(), success)
+    assert np.isfinite(medians["standard"])
+    assert medians["standard"] < 0.75 * medians["adv_lib"], medians
