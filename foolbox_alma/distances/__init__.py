@@ -11,6 +11,7 @@ from .base import AttackDistance, ImageDistance, bisect_clip, resolve_channel_ax
 from .ciede2000 import CIEDE2000, ciede2000, ciede2000_distances, delta_e_00
 from .lp import LpDistance, l1, l1_distances, l2, l2_distances
 from .lpips import LPIPS, convert_alexnet_weights, default_alexnet_path, lpips_distances
+from .msssim import MSSSIM, msssim, msssim_distances
 from .ssim import SSIM, ssim, ssim_distances
 
 # LPIPS() reads torchvision's cached AlexNet weights at first use, so that naming "lpips" works
@@ -20,6 +21,8 @@ _BY_NAME: Dict[str, AttackDistance] = {
     "l2": l2,
     "ciede2000": ciede2000,
     "ssim": ssim,
+    "msssim": msssim,
+    "ms-ssim": msssim,
     "lpips": LPIPS(),
 }
 
@@ -48,6 +51,7 @@ __all__ = [
     "ImageDistance",
     "LPIPS",
     "LpDistance",
+    "MSSSIM",
     "SSIM",
     "bisect_clip",
     "ciede2000",
@@ -61,6 +65,8 @@ __all__ = [
     "l2",
     "l2_distances",
     "lpips_distances",
+    "msssim",
+    "msssim_distances",
     "resolve_channel_axis",
     "ssim",
     "ssim_distances",

@@ -9,7 +9,7 @@ then crops a 5-pixel border, which leaves exactly the valid pixels. The Gaussian
 two 1-d blurs per image, written as matrix products (plain EagerPy).
 """
 
-from typing import Dict, Hashable
+from typing import Dict, Hashable, Tuple
 
 import eagerpy as ep
 import numpy as np
@@ -58,7 +58,7 @@ def _valid_blur(planes: ep.Tensor) -> ep.Tensor:
     return blurred.transpose((0, 2, 1))
 
 
-def _to_planes(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
+def to_planes(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
     """(N * C, H, W) planes of a 4-d batch with channels along ``channel_axis``."""
     spatial = [a for a in (1, 2, 3) if a != channel_axis]
     images = images.transpose((0, channel_axis, *spatial))
@@ -66,16 +66,9 @@ def _to_planes(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
     return images.reshape((-1, height, width))
 
 
-def ssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
-    """Mean SSIM of each channel, shape (N, C), for images in [0, 1]."""
-    n, channels = reference.shape[0], reference.shape[channel_axis]
-    x, y = _to_planes(reference, channel_axis), _to_planes(perturbed, channel_axis)
-    height, width = x.shape[1:]
-    if min(height, width) < WINDOW_SIZE:
-        raise ValueError(
-            f"SSIM needs images of at least {WINDOW_SIZE} x {WINDOW_SIZE} pixels (its window); "
-            f"got {height} x {width}"
-        )
+def similarity_terms(x: ep.Tensor, y: ep.Tensor) -> Tuple[ep.Tensor, ep.Tensor]:
+    """SSIM and its contrast-structure term, each averaged over the valid pixels, of (M, H, W)
+    planes in [0, 1] (at least 11 x 11): two tensors of shape (M,)."""
     m = x.shape[0]
     # One blur for the five statistics: means, second moments, cross moment.
     stats = _valid_blur(ep.concatenate([x, y, x * x, y * y, x * y], axis=0))
@@ -83,10 +76,24 @@ def ssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: i
     mu_x, mu_y, xx, yy, xy = (stats[i] for i in range(5))
     c1, c2 = K1**2, K2**2  # data range 1
     var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
-    similarity = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
-        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
-    )
-    return similarity.mean(axis=(1, 2)).reshape((n, channels))
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    contrast_structure = (2 * cov + c2) / (var_x + var_y + c2)
+    similarity = luminance * contrast_structure
+    return similarity.mean(axis=(1, 2)), contrast_structure.mean(axis=(1, 2))
+
+
+def ssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
+    """Mean SSIM of each channel, shape (N, C), for images in [0, 1]."""
+    n, channels = reference.shape[0], reference.shape[channel_axis]
+    x, y = to_planes(reference, channel_axis), to_planes(perturbed, channel_axis)
+    height, width = x.shape[1:]
+    if min(height, width) < WINDOW_SIZE:
+        raise ValueError(
+            f"SSIM needs images of at least {WINDOW_SIZE} x {WINDOW_SIZE} pixels (its window); "
+            f"got {height} x {width}"
+        )
+    similarity, _ = similarity_terms(x, y)
+    return similarity.reshape((n, channels))
 
 
 def ssim_distances(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
