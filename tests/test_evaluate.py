@@ -84,9 +84,7 @@ def test_output_folder_and_resume(tmp_path, heldout):
     assert [r["index"] for r in rows] == [str(i) for i in range(10)]
     assert [float(r["distance"]) for r in rows] == list(first.distance)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["robust_accuracy"]["1.5"] == pytest.approx(
-        float(np.mean(first.distance > 1.5))
-    )
+    assert summary["robust_accuracy"]["1.5"] == pytest.approx(float(np.mean(first.distance > 1.5)))
     assert summary["clean_accuracy"] == pytest.approx(float(np.mean(first.clean_prediction == y)))
     for name in ("robust_accuracy.png", "report.md", "run.json"):
         assert (out / name).stat().st_size > 0
@@ -149,9 +147,7 @@ def test_targeted_and_registry_attacks(heldout):
     assert np.array_equal(result.targets, (y[:4] + 1) % 10)
     predictions = zoo.foolbox_model("pytorch")(torch.from_numpy(result.adversarials)).argmax(-1)
     assert np.array_equal(result.success, predictions.numpy() == result.targets)
-    ddn = evaluate(
-        "smallcnn", (x[:4], y[:4]), attack="ddn", steps=10, batch_size=4, progress=False
-    )
+    ddn = evaluate("smallcnn", (x[:4], y[:4]), attack="ddn", steps=10, batch_size=4, progress=False)
     assert ddn.summary["settings"]["attack"]["attack"] == "ddn"
     assert ddn.summary["backwards_per_sample"] == 10
     with pytest.raises(ValueError, match="unknown attack 'nope'"):
@@ -195,8 +191,9 @@ def test_interrupted_driver_resumes_only_the_rest(tmp_path):
     args += ["--alpha", "0.5"]
     args += ["--batch-size", "2", "--threads", "1", "--no-progress", "--out"]
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_cli(*args, str(killed)), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _cli(*args, str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while time.time() < deadline and len(list((killed / "shards").glob("shard-*.npz"))) < 2:
         time.sleep(0.05)
