@@ -96,7 +96,7 @@ class MSSSIM(ImageDistance):
     mean SSIM) is negative, adv_lib's value is NaN; here that factor counts 0 (pytorch-msssim's
     ReLU), so the distance is 1 and its gradient 0 (that factor's sign decides, and the others are
     multiplied by 0). The power ``t^w`` has an infinite slope at ``t = 0``: on [0, 1e-12] it is
-    replaced by its chord (slope ``1e-12^(w - 1)``, at most 3.1e11), the only place where the value
+    replaced by its chord (slope ``1e-12^(w - 1)``, at most 2.9e11), the only place where the value
     differs from adv_lib's finite one. Value and gradient are finite everywhere in the box.
 
     Images are mapped from ``bounds`` (inside ALMA: the model's bounds) to [0, 1]; any number of
