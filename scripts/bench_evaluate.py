@@ -135,7 +135,7 @@ def main() -> None:
         "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": "python scripts/bench_evaluate.py "
         + " ".join(
-            f"--{k.replace('_', '-')} {v}"
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
             for k, v in vars(args).items()
             if v not in (None, False) and k not in ("json", "markdown")
         ),
