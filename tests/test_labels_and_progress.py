@@ -6,18 +6,15 @@ backward passes) and all samples (the evaluation engine)."""
 import foolbox as fb
 import numpy as np
 import pytest
+from test_foolbox_semantics import problem as linear_problem
 
 import foolbox_alma.alma as alma_module
 from foolbox_alma import ALMA
 
 
-def problem(fw, n=6, d=10, k=4, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(k, d)).astype(np.float32)
-    b = (-w @ np.full(d, 0.5) + 0.3 * rng.normal(size=k)).astype(np.float32)
-    x = rng.uniform(0.4, 0.6, size=(n, d)).astype(np.float32)
-    y = (x @ w.T + b).argmax(axis=1)
-    return fw.linear_model(w, b), x, y
+def problem(fw):
+    """A linear 4-class model and 6 inputs it classifies (test_foolbox_semantics's problem)."""
+    return linear_problem(fw, n=6)
 
 
 def test_labels_as_lists_tuples_and_arrays(fw):
