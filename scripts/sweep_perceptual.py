@@ -206,9 +206,16 @@ def plot(report: Dict[str, Any], path: str) -> None:
             twin.set_ylabel("ASR (%)")
             twin.set_ylim(0, 105)
             ax.set_title(f"{name}, {steps} steps", fontsize=9)
+            ax.set_ylim(bottom=0)
             ax.grid(True, linestyle="--", color="lightgray")
-            ax.legend(fontsize=7, loc="upper left")
-            twin.legend(fontsize=7, loc="lower right")
+            lines = ax.get_lines() + twin.get_lines()
+            ax.legend(
+                lines,
+                [line.get_label() for line in lines],
+                fontsize=6,
+                loc="lower left",
+                framealpha=0.6,
+            )
         for j in range(len(budgets), columns):
             if i:
                 axes[i, j].axis("off")
