@@ -35,8 +35,13 @@ KINDS = ("zoo", "file-function", "module-function", "torchscript", "keras")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
 KERAS_SUFFIXES = (".keras", ".h5")
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
-_FRAMEWORK_ALIASES = {"pytorch": "pytorch", "torch": "pytorch", "tensorflow": "tensorflow"}
-_FRAMEWORK_ALIASES.update({"tf": "tensorflow", "jax": "jax"})
+_FRAMEWORK_ALIASES = {
+    "pytorch": "pytorch",
+    "torch": "pytorch",
+    "tensorflow": "tensorflow",
+    "tf": "tensorflow",
+    "jax": "jax",
+}
 _FRAMEWORK_MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 
 Bounds = Tuple[float, float]
@@ -270,7 +275,8 @@ def _import_file(spec: ModelSpec) -> Any:
     assert path is not None
     if not os.path.isfile(path):
         raise ValueError(f"model spec {spec.text!r}: Python file {path!r} not found")
-    # One module per file path: a worker that loads the same spec twice imports it once.
+    # One module per file path: a worker that loads the same spec twice imports it once (so an
+    # edit to the file after its first load in a process is not seen by that process).
     module_name = "_foolbox_alma_model_" + hashlib.sha256(path.encode()).hexdigest()[:16]
     if module_name in sys.modules:
         return sys.modules[module_name]
