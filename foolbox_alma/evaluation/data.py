@@ -2,19 +2,30 @@
 
 Accepted forms (:func:`load_data`):
 
-* ``mnist-heldout``: the 1000 held-out MNIST test images shipped with the package (t10k images
-  9000..9999, never seen in training; indices 0..999 here), and ``<name>-heldout`` for the
-  held-out set of any zoo model or data set (``colour-mnist-heldout``, ``colour-cnn-heldout``);
-* an ``.npz`` file with arrays ``x`` (N images, channels-first or channels-last) and ``y`` (N
-  integer labels), and optionally ``targets`` (N target classes, for a targeted evaluation).
-  ``uint8`` images are read as 0..255 and mapped to [0, 1]; float images are taken as they are,
-  in the model's units;
-* a folder with one subfolder of images per class (the classes numbered in the sorted order of
-  the subfolder names, as torchvision's ``ImageFolder`` does), read with Pillow: RGB, or gray
-  when every image is; all of one size or resized to ``image_size`` (bilinear).
+* ``mnist-heldout``: the zoo's 1000 held-out MNIST images (:func:`foolbox_alma.zoo.load_mnist_heldout`,
+  MNIST t10k images 9000..9999, never trained on). Their indices here are 0..999 *within the
+  held-out set* (t10k index = 9000 + index). Likewise ``<data set>-heldout`` or ``<zoo
+  model>-heldout`` for every held-out set the zoo ships (``colour-mnist-heldout``,
+  ``colour-cnn-heldout``, ...: :data:`foolbox_alma.zoo.HELDOUT_DATA`, read at call time);
+* an ``.npz`` file with arrays ``x`` (N images, ``(N, C, H, W)`` or ``(N, H, W, C)``; ``(N, H,
+  W)`` is taken as one channel) and ``y`` (N integer labels), and optionally ``targets`` (N
+  integer target classes, for a targeted evaluation). ``uint8`` images are read as 0..255 and
+  scaled to [0, 1]; float images are taken as they are, in the model's units;
+* a folder with one subfolder of images per class, as torchvision's ``ImageFolder``: the class
+  index of a subfolder is its place among the sorted subfolder names (:attr:`Dataset.classes`),
+  files in a subfolder are read in sorted order, hidden files and files without an image suffix
+  are skipped. Read with Pillow, converted to RGB (to one gray channel when every image is gray),
+  resized to ``image_size`` x ``image_size`` (bilinear) when given, and scaled to [0, 1].
 
-Images from sources in [0, 1] (the zoo's sets, ``uint8`` arrays, image files) are mapped to the
-model's ``bounds``.
+Images are returned in the layout asked for: the channel axis of an ``.npz`` array is the axis of
+1 or 3 entries among the second and the last, and an array where both or neither are is an
+error. Images from sources known to lie in [0, 1] (the zoo's sets, ``uint8`` arrays, image files)
+are mapped to ``bounds`` (``x * (hi - lo) + lo``), so that a model with bounds (0, 255) gets
+0..255 images.
+
+``offset`` skips samples and ``limit`` caps how many are taken after it; a ``limit`` past the end
+takes what is there (:meth:`Dataset.describe` records the limit asked for and the samples got),
+an ``offset`` at or past the end is an error.
 """
 
 import hashlib
@@ -24,36 +35,60 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 DATA_FORMATS = ("channels_first", "channels_last")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_GRAY_MODES = ("1", "L", "LA")
+
+Arrays = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
 
 
 @dataclass
 class Dataset:
-    """Samples to attack: images in the model's layout and units, labels, optional targets."""
+    """Samples to attack.
+
+    Attributes:
+        x: float32 images, ``(N, C, H, W)`` or ``(N, H, W, C)`` as ``data_format`` says, in the
+            model's units (``bounds`` for [0, 1] sources).
+        y: int64 labels ``(N,)``.
+        targets: int64 target classes ``(N,)`` for a targeted evaluation, or None.
+        indices: int64 index of each sample in its source: ``offset .. offset + N - 1``.
+        name: The spec as given.
+        data_format: ``"channels_first"`` or ``"channels_last"``.
+        classes: Class names of an image folder (sorted subfolder names), else None.
+        offset: Samples skipped at the start of the source.
+        limit: The limit asked for (None: all).
+    """
 
     x: np.ndarray
     y: np.ndarray
     targets: Optional[np.ndarray]
-    indices: np.ndarray  # each sample's index in the source
+    indices: np.ndarray
     name: str
-    data_format: str = "channels_first"
-    classes: List[str] = field(default_factory=list)  # class names of an image folder
+    data_format: str
+    classes: Optional[List[str]] = field(default=None)
+    offset: int = 0
+    limit: Optional[int] = None
+
+    def __len__(self) -> int:
+        return int(len(self.y))
 
     def describe(self) -> Dict[str, Any]:
-        """JSON-able identity: name, size, layout and a hash of the arrays."""
-        h = hashlib.sha256()
-        for array in (self.x, self.y, self.targets, self.indices):
-            if array is not None:
-                h.update(np.ascontiguousarray(array).tobytes())
+        """JSON-able identity: name, size, shape, dtype, layout, selection and SHA-256 of the
+        bytes of ``x``, ``y`` and ``targets`` (None without targets)."""
         return {
             "name": self.name,
-            "samples": int(len(self.y)),
-            "shape": list(self.x.shape[1:]),
+            "n": len(self),
+            "shape": list(self.x.shape),
             "dtype": str(self.x.dtype),
             "data_format": self.data_format,
-            "first_index": int(self.indices[0]) if len(self.indices) else None,
-            "sha256": h.hexdigest()[:16],
+            "offset": self.offset,
+            "limit": self.limit,
+            "classes": self.classes,
+            "sha256": {
+                "x": _sha256(self.x),
+                "y": _sha256(self.y),
+                "targets": None if self.targets is None else _sha256(self.targets),
+            },
         }
 
 
@@ -66,176 +101,242 @@ def load_data(
     image_size: Optional[int] = None,
     bounds: Tuple[float, float] = (0, 1),
 ) -> Dataset:
-    """Reads a data spec (see the module docstring) into a :class:`Dataset`.
+    """Reads a data spec (the forms of the module docstring) into a :class:`Dataset`.
 
     Args:
-        spec: ``mnist-heldout`` (or ``<zoo model>-heldout``), an ``.npz`` file or an image folder.
-        data_format: The model's layout, ``"channels_first"`` or ``"channels_last"``.
-        limit: At most this many samples (after ``offset``).
-        offset: Skip this many samples.
-        image_size: Resize folder images to ``image_size`` x ``image_size``.
-        bounds: The model's input bounds, to which [0, 1] sources are mapped.
+        spec: ``mnist-heldout`` (or another ``<name>-heldout`` of the zoo), an ``.npz`` file or a
+            folder of class subfolders of images.
+        data_format: The layout the model takes: ``"channels_first"`` or ``"channels_last"``.
+        limit: Take at most this many samples after ``offset`` (positive; None: all).
+        offset: Skip this many samples (non-negative, less than the source's size).
+        image_size: Resize folder images to ``image_size`` x ``image_size`` (image folders only).
+        bounds: The model's input bounds ``(lo, hi)``, to which [0, 1] sources are mapped.
 
     Raises:
-        ValueError: unknown spec, missing file, bad arrays, empty folder, unreadable image.
+        ValueError: an unknown spec, a missing file, an ``.npz`` without ``x`` or ``y``, wrong
+            dtypes or shapes, mismatched lengths, an ambiguous channel axis, an empty folder or
+            one without class subfolders, an unreadable image (named), images of different
+            sizes without ``image_size``, a bad ``offset``, ``limit``, ``image_size`` or
+            ``bounds``.
     """
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
-    lo, hi = bounds
-    targets: Optional[np.ndarray] = None
-    classes: List[str] = []
-    if spec.endswith("-heldout") and not os.path.exists(spec):
-        x, y = _zoo_heldout(spec)
-        unit = True
+    _check_int("offset", offset, minimum=0)
+    if limit is not None:
+        _check_int("limit", limit, minimum=1)
+    if image_size is not None:
+        _check_int("image_size", image_size, minimum=1)
+    lo, hi = _check_bounds(bounds)
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"data spec must be a non-empty string, got {spec!r}; {_accepted()}")
+
+    classes: Optional[List[str]] = None
+    is_folder = os.path.isdir(spec)
+    if image_size is not None and not is_folder:
+        raise ValueError(f"data {spec!r}: image_size resizes image folders only")
+    if is_folder:
+        x, y, classes = _image_folder(spec, image_size)
+        targets, unit = None, True
     elif spec.lower().endswith(".npz"):
         x, y, targets, unit = _npz(spec)
-    elif os.path.isdir(spec):
-        x, y, classes = _image_folder(spec, image_size)
-        unit = True
-    elif not os.path.exists(spec):
-        raise ValueError(
-            f"unknown data {spec!r}: use mnist-heldout, an .npz file with arrays x and y, or a "
-            "folder with one subfolder of images per class"
-        )
+    elif spec.endswith("-heldout") and not os.path.exists(spec):
+        x, y = _zoo_heldout(spec)
+        targets, unit = None, True
+    elif os.path.exists(spec):
+        raise ValueError(f"data {spec!r} is neither an .npz file nor a folder; {_accepted()}")
     else:
-        raise ValueError(f"data file {spec!r} is not an .npz file or an image folder")
-    if image_size is not None and not os.path.isdir(spec):
-        raise ValueError("image_size resizes image folders only")
+        raise ValueError(f"unknown data {spec!r} (no such file or folder); {_accepted()}")
 
     n = len(y)
     if offset >= n:
-        raise ValueError(f"offset {offset} is past the end of {spec!r} ({n} samples)")
+        raise ValueError(f"data {spec!r}: offset {offset} is past its last sample ({n} samples)")
     stop = n if limit is None else min(n, offset + limit)
-    selection = slice(offset, stop)
-    x = _layout(np.asarray(x[selection]), data_format, spec)
-    if unit:
-        x = (x.astype(np.float32) * (hi - lo) + lo).astype(np.float32)
+    x = to_layout(x[offset:stop], data_format, spec)
+    x = x.astype(np.float32) * np.float32(hi - lo) + np.float32(lo) if unit else x
     return Dataset(
-        x=np.ascontiguousarray(x),
-        y=np.asarray(y[selection], dtype=np.int64),
-        targets=None if targets is None else np.asarray(targets[selection], dtype=np.int64),
+        x=np.ascontiguousarray(x, dtype=np.float32),
+        y=np.asarray(y[offset:stop], dtype=np.int64),
+        targets=None if targets is None else np.asarray(targets[offset:stop], dtype=np.int64),
         indices=np.arange(offset, stop, dtype=np.int64),
         name=spec,
         data_format=data_format,
         classes=classes,
+        offset=int(offset),
+        limit=None if limit is None else int(limit),
     )
 
 
+def to_layout(x: np.ndarray, data_format: str, name: str = "x") -> np.ndarray:
+    """``x`` (N, C, H, W) or (N, H, W, C) in ``data_format``.
+
+    The channel axis is the one of 1 or 3 entries among axis 1 and the last axis; when both or
+    neither are, the layout cannot be told and this is an error.
+    """
+    first, last = x.shape[1] in (1, 3), x.shape[-1] in (1, 3)
+    if first == last:
+        raise ValueError(
+            f"data {name!r}: cannot tell the channel axis of images of shape {x.shape}: "
+            "expected 1 or 3 channels on axis 1 (N, C, H, W) or on the last axis (N, H, W, C), "
+            "not on both or neither"
+        )
+    current = "channels_first" if first else "channels_last"
+    if current == data_format:
+        return x
+    return x.transpose(0, 2, 3, 1) if data_format == "channels_last" else x.transpose(0, 3, 1, 2)
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+
 def _zoo_heldout(spec: str) -> Tuple[np.ndarray, np.ndarray]:
-    """``<name>-heldout``: the held-out set of a zoo model or data set (``mnist``,
-    ``colour-mnist``, ``colour-cnn``...)."""
+    """``<name>-heldout``: a held-out set of the zoo, by data set or by zoo model name."""
     from .. import zoo
 
     name = spec[: -len("-heldout")]
     if name == "mnist":
         return zoo.load_mnist_heldout()
-    try:
-        return zoo.load_heldout(name)
-    except (ValueError, KeyError, OSError):
-        known = sorted(set(zoo.HELDOUT_DATA.values()) | set(zoo.ARCHITECTURES))
-        raise ValueError(
-            f"unknown data {spec!r}: the zoo's held-out sets are "
-            f"{', '.join(k + '-heldout' for k in known)}"
-        ) from None
+    known = {*zoo.HELDOUT_DATA.values(), *zoo.ARCHITECTURES}
+    if name not in known:
+        raise ValueError(f"unknown data {spec!r}; {_accepted()}")
+    return zoo.load_heldout(name)
 
 
 def _npz(path: str) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], bool]:
+    """The arrays of an ``.npz`` file and whether ``x`` was ``uint8`` (so now in [0, 1])."""
     if not os.path.isfile(path):
-        raise ValueError(f"data file {path!r} does not exist")
+        raise ValueError(f"data file {path!r} not found")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except Exception as error:  # noqa: BLE001 - a damaged file, or one holding objects
-        raise ValueError(f"cannot read {path!r} as arrays: {error}") from error
-    missing = [k for k in ("x", "y") if k not in arrays]
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as error:  # a damaged file, not a zip, or one holding Python objects
+        raise ValueError(f"data file {path!r} cannot be read as .npz arrays: {error}") from error
+    missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
         raise ValueError(
-            f"{path!r} has no array {' or '.join(missing)} (it holds "
-            f"{', '.join(arrays) or 'nothing'}); expected x (images), y (labels)"
+            f"data file {path!r} has no array {' or '.join(missing)} (it holds "
+            f"{', '.join(sorted(arrays)) or 'no arrays'}); expected x (images), y (labels) and "
+            "optionally targets"
         )
     x, y, targets = arrays["x"], arrays["y"], arrays.get("targets")
+    if x.ndim == 3:
+        x = x[:, None]  # (N, H, W): one channel
     if x.ndim != 4:
         raise ValueError(
-            f"x in {path!r} must be images (N, C, H, W) or (N, H, W, C), got {x.shape}"
+            f"data file {path!r}: x must hold images (N, C, H, W) or (N, H, W, C), got shape "
+            f"{x.shape}"
         )
     if x.dtype == np.uint8:
-        x, unit = x.astype(np.float32) / 255.0, True
+        x, unit = x.astype(np.float32) / np.float32(255), True
     elif np.issubdtype(x.dtype, np.floating):
-        unit = False
+        x, unit = x.astype(np.float32, copy=False), False
     else:
-        raise ValueError(f"x in {path!r} must be uint8 or floating point, got {x.dtype}")
-    for name, array in (("y", y), ("targets", targets)):
+        raise ValueError(
+            f"data file {path!r}: x must be uint8 (0..255) or floating point, got {x.dtype}"
+        )
+    for key, array in (("y", y), ("targets", targets)):
         if array is None:
             continue
         if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(
-                f"{name} in {path!r} must be a 1-D integer array, got {array.dtype} {array.shape}"
+                f"data file {path!r}: {key} must be a 1-D integer array, got {array.dtype} of "
+                f"shape {array.shape}"
             )
         if len(array) != len(x):
-            raise ValueError(f"{path!r} holds {len(x)} images but {len(array)} {name}")
+            raise ValueError(
+                f"data file {path!r}: x holds {len(x)} images but {key} holds {len(array)} values"
+            )
     return x, y, targets, unit
 
 
 def _image_folder(path: str, image_size: Optional[int]) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Images (N, C, H, W) in [0, 1], labels and class names of an ImageFolder-style folder."""
     from PIL import Image
 
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    classes = sorted(
+        entry
+        for entry in os.listdir(path)
+        if not entry.startswith(".") and os.path.isdir(os.path.join(path, entry))
+    )
     if not classes:
-        raise ValueError(f"image folder {path!r} has no class subfolders (one per class)")
+        raise ValueError(
+            f"image folder {path!r} has no class subfolders; expected one subfolder of images "
+            "per class (class index = place in the sorted subfolder names)"
+        )
     files: List[Tuple[str, int]] = []
     for label, name in enumerate(classes):
         folder = os.path.join(path, name)
         files += [
-            (os.path.join(folder, f), label)
-            for f in sorted(os.listdir(folder))
-            if f.lower().endswith(IMAGE_SUFFIXES)
+            (os.path.join(folder, entry), label)
+            for entry in sorted(os.listdir(folder))
+            if not entry.startswith(".") and entry.lower().endswith(IMAGE_SUFFIXES)
         ]
     if not files:
-        raise ValueError(f"image folder {path!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    images = []
-    for file, _ in files:
-        try:
-            with Image.open(file) as image:
-                image.load()
-                images.append(image.copy())
-        except Exception as error:  # noqa: BLE001
-            raise ValueError(f"cannot read image {file!r}: {error}") from error
-    gray = all(image.mode in ("L", "1", "I;16", "I") for image in images)
+        raise ValueError(
+            f"image folder {path!r} is empty: its subfolders ({', '.join(classes)}) hold no "
+            f"images ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    images = [_read_image(file) for file, _ in files]
+    gray = all(image.mode in _GRAY_MODES for image in images)
     arrays = []
-    first_size = None
-    for (file, _), opened in zip(files, images):
-        picture = opened.convert("L" if gray else "RGB")
+    first: Optional[Tuple[str, Tuple[int, int]]] = None
+    for (file, _), image in zip(files, images):
+        image = image.convert("L" if gray else "RGB")
         if image_size is not None:
-            picture = picture.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        elif first_size is None:
-            first_size = (picture.size, file)
-        elif picture.size != first_size[0]:
+            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        elif first is None:
+            first = (file, image.size)
+        elif image.size != first[1]:
             raise ValueError(
-                f"images differ in size ({first_size[1]}: {first_size[0]}, {file}: {picture.size}): "
-                "give image_size (--image-size) to resize them"
+                f"image folder {path!r}: images differ in size ({first[0]} is {first[1][0]}x"
+                f"{first[1][1]}, {file} is {image.size[0]}x{image.size[1]}); give image_size "
+                "(--image-size) to resize them all"
             )
-        array = np.asarray(picture, dtype=np.float32) / 255.0
+        array = np.asarray(image, dtype=np.float32) / np.float32(255)
         arrays.append(array[None] if gray else array.transpose(2, 0, 1))
     labels = np.array([label for _, label in files], dtype=np.int64)
     return np.stack(arrays), labels, classes
 
 
-def _layout(x: np.ndarray, data_format: str, spec: str) -> np.ndarray:
-    """``x`` (N, C, H, W) or (N, H, W, C) in ``data_format``: a channel axis of 1 or 3 entries
-    at exactly one of the two places decides; an ambiguous shape is taken as given."""
-    first, last = x.shape[1] in (1, 3), x.shape[-1] in (1, 3)
-    if first and not last:
-        current = "channels_first"
-    elif last and not first:
-        current = "channels_last"
-    else:
-        return x  # ambiguous (or neither): the model's probe tells
-    if current == data_format:
-        return x
-    return x.transpose(0, 2, 3, 1) if data_format == "channels_last" else x.transpose(0, 3, 1, 2)
+def _read_image(file: str) -> Any:
+    from PIL import Image
+
+    try:
+        with Image.open(file) as image:
+            image.load()
+            return image.copy()
+    except Exception as error:
+        raise ValueError(f"cannot read image {file!r}: {type(error).__name__}: {error}") from error
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+
+def _accepted() -> str:
+    from .. import zoo
+
+    heldout = sorted({"mnist", *zoo.HELDOUT_DATA.values()})
+    return (
+        f"accepted: a zoo held-out set ({', '.join(name + '-heldout' for name in heldout)}), an "
+        ".npz file with arrays x and y (and optionally targets), or a folder with one subfolder "
+        "of images per class"
+    )
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = "a positive" if minimum == 1 else "a non-negative"
+        raise ValueError(f"{name} must be {what} integer, got {value!r}")
+
+
+def _check_bounds(bounds: Any) -> Tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be two numbers (lo, hi), got {bounds!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"bounds must be finite with lo < hi, got {bounds!r}")
+    return lo, hi
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
