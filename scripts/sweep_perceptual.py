@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
@@ -27,16 +28,15 @@ GRIDS = {
     "ciede2000-adv_lib": [0.01, 0.02, 0.05, 0.1, 0.2],
     "ssim": [1e-5, 1e-4, 1e-3, 1e-2],
     "msssim": [1e-5, 1e-4, 1e-3, 1e-2],
+    "lpips": [1e-5, 1e-4, 1e-3, 1e-2],
 }
 ALPHAS = [0.5, 0.6, 0.7, 0.77, 0.85, 0.9]
 
 
 def distance_object(name: str) -> Any:
-    from foolbox_alma.distances import CIEDE2000, get_distance
+    from foolbox_alma.distances import get_distance
 
-    if name == "ciede2000-adv_lib":
-        return CIEDE2000(adv_lib_scale=True)
-    return get_distance(name)
+    return get_distance(name)  # "ciede2000-adv_lib": CIEDE2000(adv_lib_scale=True)
 
 
 def ruler(name: str) -> str:
@@ -97,7 +97,19 @@ def main() -> None:
     parser.add_argument("--grid-1000", default=None, help="subset of the grid at 1000 steps")
     parser.add_argument("--alpha-steps", type=int, default=300)
     parser.add_argument("--out", default="bench_results/sweep")
+    parser.add_argument(
+        "--random-alexnet",
+        metavar="TORCH_HOME",
+        help="for lpips offline: write seeded random AlexNet weights as torchvision's cached "
+        "checkpoint there (scripts/bench_perceptual.py) and use them; a sweep with them shows "
+        "how the step size relates to that distance's scale, not the real LPIPS's",
+    )
     args = parser.parse_args()
+    if args.random_alexnet:
+        from bench_perceptual import write_random_alexnet
+
+        os.environ["TORCH_HOME"] = os.path.abspath(args.random_alexnet)
+        write_random_alexnet(Path(args.random_alexnet), seed=0)
 
     import torch
 

@@ -293,3 +293,115 @@ def _first_available() -> str:
     if not names:
         pytest.skip("no framework installed")
     return names[0]
+
+
+# -- measuring every attack in other distances (the paper's perceptual table) -----------------
+
+
+def _colour_problem(fw: Framework):
+    """A linear classifier of 3 x 12 x 12 colour images, and images it classifies."""
+    rng = np.random.default_rng(5)
+    weight = rng.normal(size=(3 * 12 * 12, 4)).astype(np.float32)
+    x = rng.uniform(0.2, 0.8, size=(5, 3, 12, 12)).astype(np.float32)
+
+    def forward(images):
+        t = ep.astensor(images)
+        return (t.reshape((t.shape[0], -1)) @ ep.from_numpy(t, weight)).raw
+
+    fmodel = fw.function_model(forward)
+    y = ep.astensor(fmodel(fw.tensor(x))).argmax(axis=-1).numpy()
+    return fmodel, x, y
+
+
+def _fixed_perturbation(x: np.ndarray, own_scale=None) -> "registry.AttackSpec":
+    """An "attack" returning x plus a fixed perturbation: its distances are known exactly."""
+    delta = np.random.default_rng(6).normal(scale=0.05, size=x.shape).astype(np.float32)
+
+    def build(steps):
+        def run(fmodel, module, images, labels):
+            t = ep.astensor(images)
+            return ep.clip(t + ep.from_numpy(t, delta), 0, 1).raw
+
+        return run, {"steps": steps}
+
+    return registry.AttackSpec("fixed", "Fixed", "benchmark", "l1", build, own_scale=own_scale)
+
+
+def test_measured_distances_match_colour_science_and_scikit_image(fw, tmp_path):
+    from test_distances_ciede2000 import colour_ciede2000
+    from test_distances_ssim import skimage_distance
+
+    from foolbox_alma.bench import report
+
+    fmodel, x, y = _colour_problem(fw)
+    spec = _fixed_perturbation(x)
+    rulers = ["ciede2000", "SSIM", "l2", "ciede2000"]  # names as given, repeats dropped
+    run = run_benchmark(
+        fmodel, fw.tensor(x), fw.tensor(y), attacks=[spec], steps=1, measure=rulers,
+        floor_passes=0, out=tmp_path, progress=False,
+    )  # fmt: skip
+    (r,) = run.results
+    adv = np.clip(x + np.random.default_rng(6).normal(scale=0.05, size=x.shape), 0, 1)
+    adv = adv.astype(np.float32).astype(np.float64)
+    assert sorted(r.measured) == ["ciede2000", "l2", "ssim"]
+    np.testing.assert_allclose(r.measured["ciede2000"], colour_ciede2000(x, adv), rtol=1e-4)
+    np.testing.assert_allclose(r.measured["ssim"], skimage_distance(x, adv), rtol=1e-4, atol=1e-6)
+    delta = (adv - x).reshape(len(x), -1)
+    np.testing.assert_allclose(r.measured["l2"], np.sqrt((delta**2).sum(1)), rtol=1e-6)
+    np.testing.assert_allclose(r.distances, np.abs(delta).sum(1), rtol=1e-6)  # its own: L1
+    oracle = colour_ciede2000(x, adv)
+    assert r.median_in("ciede2000") == pytest.approx(metrics.median_distance(oracle, r.success))
+    assert r.median_in("l1") == r.median and math.isnan(r.median_in("lpips"))
+    # the saved result keeps them; a run that measures less or more does not reuse it
+    report.write_outputs(run, tmp_path / "out", title="t")
+    loaded, _ = report.load_run(tmp_path / "out")
+    np.testing.assert_array_equal(loaded.results[0].measured["ssim"], r.measured["ssim"])
+    again = run_benchmark(
+        fmodel, fw.tensor(x), fw.tensor(y), attacks=[spec], steps=1, measure=rulers,
+        floor_passes=0, out=tmp_path, progress=False,
+    )  # fmt: skip
+    assert again.results[0].loaded
+    fewer = run_benchmark(
+        fmodel, fw.tensor(x), fw.tensor(y), attacks=[spec], steps=1, measure=["ssim"],
+        floor_passes=0, out=tmp_path, progress=False,
+    )  # fmt: skip
+    assert not fewer.results[0].loaded and sorted(fewer.results[0].measured) == ["ssim"]
+    # the table: one column per distance measured, medians as the oracle gives them
+    (row,) = _parse_table(report.format_measured_table(run))
+    assert row["Minimises"] == "L1" and row["Attack"] == "Fixed"
+    assert row["Median CIEDE2000"].strip("*") == metrics.format_median(
+        metrics.median_distance(oracle, r.success)
+    )
+    assert "Median SSIM" in row and "Median L2" in row
+    assert report.format_measured_table(fewer) != "" and report.format_table(run)
+
+
+def test_own_scale_measures_an_attack_with_its_own_function(fw):
+    fmodel, x, y = _colour_problem(fw)
+    spec = _fixed_perturbation(x, own_scale=lambda m, a, b: np.arange(len(x)) + 0.5)
+    run = run_benchmark(
+        fmodel, fw.tensor(x), fw.tensor(y), attacks=[spec], steps=1, measure=["l1"],
+        floor_passes=0, progress=False,
+    )  # fmt: skip
+    (r,) = run.results
+    np.testing.assert_array_equal(r.distances, np.arange(len(x)) + 0.5)
+    adv = np.clip(x + np.random.default_rng(6).normal(scale=0.05, size=x.shape), 0, 1)
+    expected = np.abs(adv.astype(np.float32).astype(np.float64) - x).reshape(len(x), -1).sum(1)
+    np.testing.assert_allclose(r.measured["l1"], expected, rtol=1e-6)  # l1 is not its scale
+
+
+def test_measure_rejects_unknown_distances():
+    fmodel, x, y = _tiny_model(Framework(_first_available()))
+    with pytest.raises(ValueError, match="unknown distance 'psnr'.*ciede2000"):
+        run_benchmark(fmodel, x, y, attacks=["alma-l2"], steps=1, measure=["psnr"])
+
+
+def test_perceptual_rows_of_the_registry():
+    """adv_lib's ALMA on each perceptual distance, on its own scale, with the paper's step."""
+    spec = registry.ATTACKS.get("adv_lib-alma-ciede2000")
+    assert spec is not None and spec.distance == "ciede2000-adv_lib"
+    assert registry.STANDARD_RULER[spec.distance] == "ciede2000"
+    assert registry.PERCEPTUAL["ciede2000"] == 0.05 and registry.PERCEPTUAL["lpips"] == 0.01
+    names = {s.name for s in registry.ATTACKS.values() if registry.GROUPS["perceptual"](s)}
+    assert {"alma-ciede2000", "alma-ssim", "adv_lib-alma-ciede2000"} <= names
+    assert not names & {"alma-l2", "ddn", "fmn-l2"}

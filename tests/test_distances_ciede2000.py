@@ -172,6 +172,11 @@ def test_registry_and_paper_settings():
     assert CIEDE2000(adv_lib_scale=True).init_lr_distance == 0.05
     assert ciede2000.init_lr_distance > 0.05
     assert "adv_lib_scale=True" in repr(CIEDE2000(adv_lib_scale=True))
+    # the paper's scale by name (the bench's adv_lib rows are measured with it)
+    named = get_distance("ciede2000-adv_lib")
+    assert named.adv_lib_scale and named.init_lr_distance == 0.05
+    x, y = np.random.default_rng(3).uniform(size=(2, 2, 3, 4, 4))
+    np.testing.assert_array_equal(named(x, y), CIEDE2000(adv_lib_scale=True)(x, y))
 
 
 @pytest.mark.oracle

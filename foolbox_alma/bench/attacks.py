@@ -44,6 +44,9 @@ class AttackSpec:
         binary_search_steps: Outer restarts (C&W, EAD), each of ``steps`` iterations.
         frameworks: The frameworks it runs on.
         requires: A module that must be importable (None: always available).
+        own_scale: ``(fmodel, images, adversarials) -> distances`` for an attack that minimises
+            a distance the package does not define (adv_lib's LPIPS): its adversarials are
+            measured with it on the attack's own scale. None: measured with ``distance``.
     """
 
     name: str
@@ -54,6 +57,7 @@ class AttackSpec:
     binary_search_steps: int = 1
     frameworks: Tuple[str, ...] = FRAMEWORKS
     requires: Optional[str] = None
+    own_scale: Optional[Callable[[fb.Model, Any, Any], Any]] = None
 
     def budget(self, steps: int) -> str:
         """The step budget as the paper prints it (``"1000"``, ``"9x100"``)."""
@@ -82,11 +86,19 @@ def alma_alpha(steps: int) -> float:
 # -- foolbox-alma ------------------------------------------------------------------------------
 
 
-def _ours(distance: str, progress: bool = False) -> Callable[[int], Tuple[RunFn, Dict[str, Any]]]:
+def _ours(
+    distance: str, progress: bool = False, init_lr_distance: Optional[float] = None
+) -> Callable[[int], Tuple[RunFn, Dict[str, Any]]]:
     def build(steps: int) -> Tuple[RunFn, Dict[str, Any]]:
         from ..alma import ALMA
 
-        attack = ALMA(distance=distance, steps=steps, alpha=alma_alpha(steps), progress=progress)
+        attack = ALMA(
+            distance=distance,
+            steps=steps,
+            alpha=alma_alpha(steps),
+            init_lr_distance=init_lr_distance,
+            progress=progress,
+        )
         settings = {
             "steps": steps,
             "alpha": attack.alpha,
@@ -269,8 +281,16 @@ ATTACKS["plain"] = AttackSpec("plain", "Plain passes", "benchmark", "none", _pla
 """Calibration: no attack, just the floor's passes (select it explicitly: ``--attacks all,plain``)."""
 
 LP_DISTANCES = ("l1", "l2")
-PERCEPTUAL = {"ciede2000": 0.05, "ssim": 1e-4, "lpips": 0.01}
-"""Perceptual distances and the paper's ``init_lr_distance`` (CIEDE2000: its CIFAR10 value)."""
+PERCEPTUAL = {"ciede2000": 0.05, "ssim": 1e-4, "msssim": 1e-4, "lpips": 0.01}
+"""Perceptual distances and the paper's ``init_lr_distance`` (CIEDE2000: its CIFAR10 value, on
+adv_lib's scale; MS-SSIM: SSIM's), which adv_lib's ALMA rows use."""
+
+ADV_LIB_SCALES = ("ciede2000-adv_lib", "lpips-adv_lib")
+"""Distances of adv_lib's ALMA that differ from the standard ones: its CIEDE2000 (about 4x
+smaller, ``CIEDE2000(adv_lib_scale=True)``) and its LPIPS (no linear weights)."""
+
+STANDARD_RULER = {"ciede2000-adv_lib": "ciede2000", "lpips-adv_lib": "lpips"}
+"""The standard distance each adv_lib scale is compared on."""
 
 
 def _distance_available(name: str) -> bool:
@@ -289,27 +309,46 @@ def _distance_available(name: str) -> bool:
     return True
 
 
+def _adv_lib_lpips(fmodel: fb.Model, x: Any, adv: Any) -> Any:
+    """adv_lib's LPIPS (AlexNet from torchvision's cache, no linear weights), as its ALMA
+    minimises it: the attack's own scale."""
+    import torch
+    from adv_lib.distances.lpips import LPIPS as AdvLibLPIPS
+
+    x, adv = torch.as_tensor(x), torch.as_tensor(adv)
+    with torch.no_grad():
+        return AdvLibLPIPS(target=x).to(x.device)(adv).double().cpu().numpy()
+
+
 for _name in PERCEPTUAL:
     if _distance_available(_name):
         ATTACKS[f"alma-{_name}"] = AttackSpec(
             f"alma-{_name}", "ALMA", "foolbox-alma", _name, _ours(_name)
         )
-# adv_lib's SSIM matches scikit-image's (and ours) to 7 digits: its ALMA SSIM is comparable.
-# (Its CIEDE2000 is about 4x smaller than the standard one, and its LPIPS has no linear layers.)
-if _distance_available("ssim"):
-    ATTACKS["adv_lib-alma-ssim"] = AttackSpec(
-        "adv_lib-alma-ssim",
-        "ALMA",
-        "adv_lib",
-        "ssim",
-        _adv_lib("alma", distance="ssim", init_lr_distance=PERCEPTUAL["ssim"]),
-        frameworks=("pytorch",),
-        requires="adv_lib",
-    )
+# adv_lib's ALMA on the same distances, each with the paper's init_lr_distance. Its SSIM and
+# MS-SSIM match ours (SSIM: scikit-image's to 7 digits); its CIEDE2000 is
+# CIEDE2000(adv_lib_scale=True); its LPIPS has no linear layers (own_scale measures it).
+for _name, _scale in (
+    ("ciede2000", "ciede2000-adv_lib"),
+    ("ssim", "ssim"),
+    ("msssim", "msssim"),
+    ("lpips", "lpips-adv_lib"),
+):
+    if _distance_available(_name):
+        ATTACKS[f"adv_lib-alma-{_name}"] = AttackSpec(
+            f"adv_lib-alma-{_name}",
+            "ALMA",
+            "adv_lib",
+            _scale,
+            _adv_lib("alma", distance=_name, init_lr_distance=PERCEPTUAL[_name]),
+            frameworks=("pytorch",),
+            requires="adv_lib",
+            own_scale=_adv_lib_lpips if _name == "lpips" else None,
+        )
 
 GROUPS = {
     "all": lambda spec: spec.distance in LP_DISTANCES,
-    "perceptual": lambda spec: spec.distance in PERCEPTUAL,
+    "perceptual": lambda spec: spec.distance in PERCEPTUAL or spec.distance in ADV_LIB_SCALES,
     "l1": lambda spec: spec.distance == "l1",
     "l2": lambda spec: spec.distance == "l2",
     "alma": lambda spec: "alma" in spec.name and spec.distance in LP_DISTANCES,
@@ -325,9 +364,24 @@ def register(spec: AttackSpec) -> None:
     ATTACKS[spec.name] = spec
 
 
-def register_alma_distance(distance: str, progress: bool = False) -> AttackSpec:
-    """Registers ALMA with a distance known to :func:`foolbox_alma.distances.get_distance`."""
-    spec = AttackSpec(f"alma-{distance}", "ALMA", "foolbox-alma", distance, _ours(distance))
+def register_alma_distance(
+    distance: str,
+    progress: bool = False,
+    init_lr_distance: Optional[float] = None,
+    name: Optional[str] = None,
+    label: str = "ALMA",
+) -> AttackSpec:
+    """Registers ALMA with a distance known to :func:`foolbox_alma.distances.get_distance`
+    (as ``alma-<distance>``, or ``name``), with the distance's ``init_lr_distance`` or the one
+    given (then name it: ``register_alma_distance("lpips", init_lr_distance=1e-5,
+    name="alma-lpips-1e-5", label="ALMA (1e-5)")``)."""
+    spec = AttackSpec(
+        name or f"alma-{distance}",
+        label,
+        "foolbox-alma",
+        distance,
+        _ours(distance, progress, init_lr_distance),
+    )
     register(spec)
     return spec
 

@@ -7,6 +7,9 @@ forwards/backwards per image, seconds; plus the time over plain forward+backward
 AttackBench's optimality), ``results.json`` (per-image distances and all settings),
 ``robust_accuracy.png`` (one panel per distance) and ``report.md``. Every attack's result is also
 saved under ``--out``/attacks/, and a rerun with the same settings skips it (``--force`` reruns).
+``--measure ciede2000,ssim,lpips`` also measures every attack's adversarials in those distances
+and adds a table of medians per distance: the paper's perceptual table, with the L2 attacks and
+adv_lib's CIEDE2000 and LPIPS runs (on their own scales) measured on the standard ones.
 
 Presets: ``quick`` (200 images, 100 steps, a few minutes on 2 CPU cores) and ``paper`` (1000
 images, 100 and 1000 steps: hours on a CPU; resumable). Explicit flags override the preset.
@@ -75,6 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated attacks or groups (all, l1, l2, alma, ours, foolbox, adv_lib); "
         "default: every attack available on the framework",
     )
+    parser.add_argument(
+        "--measure",
+        type=_name_list,
+        default=[],
+        help="comma-separated distances every attack's adversarials are also measured in "
+        "(e.g. ciede2000,ssim,lpips: the L2 attacks in the perceptual distances, adv_lib's "
+        "CIEDE2000 on the standard scale); adds a table of medians per distance",
+    )
     parser.add_argument("--images", type=int, help="held-out images (max 1000; preset: 200)")
     parser.add_argument("--offset", type=int, default=0, help="first held-out image")
     parser.add_argument(
@@ -139,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.list:
         for spec in ATTACKS.values():
-            print(f"{spec.name:18s} {spec.label:5s} {spec.distance:4s} {spec.source}")
+            print(f"{spec.name:22s} {spec.label:5s} {spec.distance:17s} {spec.source}")
         print("groups:", ", ".join(GROUPS))
         return 0
     if args.collect:
@@ -183,6 +194,7 @@ def main(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         progress=not args.no_progress,
         model_name=args.model,
+        measure=args.measure,
         info={
             "command": command,
             "data": _describe_data(data, args.offset, images),
@@ -194,7 +206,11 @@ def main(args: argparse.Namespace) -> int:
     )
     paths = report.write_outputs(run, out, title)
     print(report.format_table(run))
-    for note in report.findings(run):
+    measured = report.format_measured_table(run)
+    if measured:
+        print()
+        print(measured)
+    for note in report.findings(run) + report.measured_findings(run):
         print("*", note)
     print("wrote", ", ".join(str(p) for p in paths.values()))
     return 0

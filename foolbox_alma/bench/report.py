@@ -23,8 +23,12 @@ DISTANCE_LABELS = {
     "l2": "L2",
     "ciede2000": "CIEDE2000",
     "ssim": "SSIM",
+    "msssim": "MS-SSIM",
     "lpips": "LPIPS",
+    "ciede2000-adv_lib": "CIEDE2000 (adv_lib's scale)",
+    "lpips-adv_lib": "LPIPS (adv_lib's, no linear layers)",
 }
+RULER_ORDER = ("l1", "l2", "linf", "ciede2000", "ssim", "msssim", "lpips")
 SOURCE_LABELS = {
     "foolbox-alma": "foolbox-alma (ours)",
     "foolbox": "Foolbox",
@@ -119,6 +123,90 @@ def format_table(run: BenchmarkRun) -> str:
             + " |"
         )
     return "\n".join(lines)
+
+
+def rulers(run: BenchmarkRun) -> List[str]:
+    """The distances the run's attacks were also measured in (``run_benchmark(measure=...)``)."""
+    names = {d for r in run.results for d in r.measured}
+    return sorted(names, key=lambda d: (RULER_ORDER.index(d) if d in RULER_ORDER else 99, d))
+
+
+def format_measured_table(run: BenchmarkRun) -> str:
+    """Every attack's median in the distance it minimises (on its own scale) and in each
+    standard distance measured (failures as +inf), per budget: the paper's perceptual table,
+    with the L2 attacks measured in the perceptual distances too. In each budget and column the
+    smallest median is bold. Empty when nothing was measured."""
+    columns = rulers(run)
+    if not columns:
+        return ""
+    header = (
+        "| Budget | Attack | Implementation | Minimises | ASR (%) | Median, own scale | "
+        + " | ".join(f"Median {DISTANCE_LABELS.get(c, c)}" for c in columns)
+        + " |"
+    )
+    lines = [header, "|" + "---|" * (header.count(" | ") + 1)]
+    results = [r for r in ordered(run.results) if r.distance != "none"]
+    for steps in sorted({r.steps for r in results}):
+        same = [r for r in results if r.steps == steps]
+        best = {c: min((r.median_in(c) for r in same), default=math.nan) for c in columns}
+        for r in same:
+            cells = []
+            for c in columns:
+                value = r.median_in(c)
+                text = metrics.format_median(value) if not math.isnan(value) else "n/a"
+                cells.append(f"**{text}**" if value == best[c] and math.isfinite(value) else text)
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        r.budget,
+                        r.label,
+                        SOURCE_LABELS.get(r.source, r.source),
+                        DISTANCE_LABELS.get(r.distance, r.distance),
+                        f"{100 * r.asr:.2f}",
+                        metrics.format_median(r.median),
+                        *cells,
+                    ]
+                )
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def measured_findings(run: BenchmarkRun) -> List[str]:
+    """ALMA (ours) against adv_lib's ALMA minimising the same distance, on the standard ruler
+    (adv_lib's CIEDE2000 and LPIPS runs measured with the standard distances)."""
+    from .attacks import STANDARD_RULER
+
+    notes = []
+    columns = rulers(run)
+    for r in run.results:
+        if r.source != "adv_lib" or r.label != "ALMA":
+            continue
+        ruler = STANDARD_RULER.get(r.distance, r.distance)
+        if ruler != r.distance and ruler not in columns:
+            continue
+        ours = [
+            o
+            for o in run.results
+            if o.source == "foolbox-alma" and o.distance == ruler and o.steps == r.steps
+        ]
+        for o in ours:
+            mine, theirs = o.median_in(ruler), r.median_in(ruler)
+            name = DISTANCE_LABELS.get(ruler, ruler)
+            relative = (
+                f" ({100 * (mine / theirs - 1):+.1f}%)"
+                if math.isfinite(mine) and math.isfinite(theirs) and theirs > 0
+                else ""
+            )
+            notes.append(
+                f"{name}, {r.budget} steps, on the standard scale: ALMA (ours) median "
+                f"{metrics.format_median(mine)} vs adv_lib's ALMA minimising "
+                f"{DISTANCE_LABELS.get(r.distance, r.distance)} "
+                f"{metrics.format_median(theirs)}{relative}; ASR {100 * o.asr:.2f}% vs "
+                f"{100 * r.asr:.2f}%."
+            )
+    return notes
 
 
 def plot_robust_accuracy(run: BenchmarkRun, path: Union[str, Path]) -> None:
@@ -242,10 +330,19 @@ def markdown_report(run: BenchmarkRun, title: str, figure: Optional[str] = None)
         format_table(run),
         "",
     ]
+    measured = format_measured_table(run)
+    if measured:
+        lines += [
+            "The same adversarials measured in the standard distances (median, failures as "
+            "+inf; the smallest per budget and column in bold):",
+            "",
+            measured,
+            "",
+        ]
     lines += ["Each attack's own run:", ""] + [f"* {d}" for d in attack_dates(run)] + [""]
     if figure:
         lines += [f"![robust accuracy versus epsilon]({figure})", ""]
-    notes = findings(run)
+    notes = findings(run) + measured_findings(run)
     if notes:
         lines += ["Findings:", ""] + [f"* {n}" for n in notes] + [""]
     return "\n".join(lines)
@@ -289,7 +386,8 @@ def write_outputs(run: BenchmarkRun, out: Union[str, Path], title: str) -> Dict[
         "png": out / "robust_accuracy.png",
         "report": out / "report.md",
     }
-    paths["table"].write_text(format_table(run) + "\n")
+    measured = format_measured_table(run)
+    paths["table"].write_text(format_table(run) + "\n" + (f"\n{measured}\n" if measured else ""))
     record = run.to_json()
     record["title"] = title
     paths["json"].write_text(json.dumps(record, indent=1, default=_json_default))

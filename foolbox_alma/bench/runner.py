@@ -27,6 +27,7 @@ from .. import _runtime, metrics
 from .._dispatch import framework_name
 from ..counting import counted_model, torch_module_of
 from ..evaluation.engine import attack_batch, predict, score_batch
+from ..evaluation.engine import measure as measure_distance
 from .attacks import AttackSpec, select
 from .timing import StepSampler, floor_pass, time_passes
 
@@ -38,8 +39,10 @@ TIMINGS = ("auto", "steps", "around")
 class AttackResult:
     """What one attack did at one step budget, per sample and in total.
 
-    ``distances`` are those of the returned points (in the model's input units for L1/L2);
-    ``success`` says which of them the model misclassifies. ``seconds`` is the attack's time over
+    ``distances`` are those of the returned points (in the model's input units for L1/L2) in the
+    distance the attack minimises, on its own scale; ``measured`` holds them in other distances
+    (the rulers asked for with ``measure``), by name. ``success`` says which of them the model
+    misclassifies. ``seconds`` is the attack's time over
     all batches, ``floor_seconds`` the estimated time of as many plain forward+backward passes as
     the attack made (counted backwards), measured around each batch.
     """
@@ -67,6 +70,7 @@ class AttackResult:
     # read from an earlier run's file instead of computed now (kept in the run's results.json,
     # not in the per-attack file)
     loaded: bool = False
+    measured: Dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -79,6 +83,13 @@ class AttackResult:
     @property
     def median(self) -> float:
         return metrics.median_distance(self.distances, self.success)
+
+    def median_in(self, distance: str) -> float:
+        """Median in another distance (``measured``; the own one when it is ``distance``),
+        failures as +inf; NaN when not measured."""
+        if distance in self.measured:
+            return metrics.median_distance(self.measured[distance], self.success)
+        return self.median if distance == self.distance else math.nan
 
     @property
     def distances_with_failures(self) -> np.ndarray:
@@ -97,6 +108,7 @@ class AttackResult:
         record.pop("loaded")
         record["distances"] = [float(d) for d in self.distances]
         record["success"] = [bool(s) for s in self.success]
+        record["measured"] = {k: [float(d) for d in v] for k, v in self.measured.items()}
         record["version"] = RESULT_VERSION
         return record
 
@@ -107,6 +119,9 @@ class AttackResult:
         record["loaded"] = bool(record.get("loaded", False))
         record["distances"] = np.asarray(record["distances"], dtype=np.float64)
         record["success"] = np.asarray(record["success"], dtype=bool)
+        record["measured"] = {
+            k: np.asarray(v, dtype=np.float64) for k, v in record.get("measured", {}).items()
+        }
         return cls(**record)
 
 
@@ -171,6 +186,7 @@ def run_benchmark(
     progress: bool = True,
     model_name: str = "custom",
     info: Optional[Dict[str, Any]] = None,
+    measure: Sequence[str] = (),
 ) -> BenchmarkRun:
     """Runs ``attacks`` (untargeted) at each step budget on ``(images, labels)``.
 
@@ -199,6 +215,10 @@ def run_benchmark(
         progress: One progress bar per attack (in passes per sample).
         model_name: Recorded with the results, and part of the settings a resumed run matches.
         info: Extra metadata recorded with the run.
+        measure: Distances every attack's returned points are also measured in (names of
+            :func:`foolbox_alma.distances.get_distance`: ``"ciede2000"``, ``"ssim"``,
+            ``"lpips"``...), as the paper measures its L2 attacks in the perceptual distances
+            and adv_lib's CIEDE2000 on the standard scale. Uncounted and untimed.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -208,6 +228,7 @@ def run_benchmark(
     framework = _framework(x)
     budgets = [steps] if isinstance(steps, int) else list(steps)
     specs = _specs(attacks, framework)
+    rulers = _rulers(measure)
     n = len(x)
     batch_size = batch_size or max(n, 1)
     data_digest = _digest(x, y)
@@ -258,6 +279,8 @@ def run_benchmark(
                 }
                 if repeats != 1:  # (absent from the results saved before repeats existed)
                     identity["repeats"] = repeats
+                if rulers:  # (likewise)
+                    identity["measure"] = rulers
                 path = out_dir / f"{spec.name}@{budget}.json" if out_dir is not None else None
                 cached = _load(path, identity) if (resume and path is not None) else None
                 if cached is not None:
@@ -284,6 +307,7 @@ def run_benchmark(
                             floor_passes,
                             timing,
                             progress,
+                            rulers,
                         )
                     )
                     if repeat == repeats - 1:
@@ -311,6 +335,7 @@ def _run_attack(
     floor_passes: Optional[int],
     timing: str,
     progress: bool,
+    rulers: Sequence[str] = (),
 ) -> AttackResult:
     n = len(x)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -319,6 +344,9 @@ def _run_attack(
     per_side = max(1, budget // 2)  # "around": before and after each batch
     every = math.ceil(nominal / budget)  # "steps": one floor pass every `every` attack steps
     distances, success = [], []
+    measured: Dict[str, List[np.ndarray]] = {
+        r: [] for r in rulers if r != spec.distance or spec.own_scale is not None
+    }
     forwards = backwards = 0
     seconds = floor_seconds = 0.0
     timed = 0
@@ -392,9 +420,17 @@ def _run_attack(
                 }
             )
 
-            score = score_batch(fmodel, spec.distance, xb.raw, adv, yb.numpy())
+            own = spec.distance if spec.own_scale is None else "none"
+            if isinstance(adv, np.ndarray):  # (the attack's points, as attack_batch keeps them)
+                adv = _runtime.to_native(fmodel, adv)
+            score = score_batch(fmodel, own, xb.raw, adv, yb.numpy())
             success.append(score.success)
-            distances.append(score.distances)
+            if spec.own_scale is not None:
+                distances.append(np.asarray(spec.own_scale(fmodel, xb.raw, adv), np.float64))
+            else:
+                distances.append(score.distances)
+            for ruler, parts in measured.items():
+                parts.append(measure_distance(ruler, fmodel, xb.raw, adv))
             bar.n = backwards / n
             bar.refresh()
     bar.close()
@@ -416,7 +452,26 @@ def _run_attack(
         batches=batches,
         started=started,
         finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        measured={r: np.concatenate(p) if p else np.zeros(0) for r, p in measured.items()},
     )
+
+
+def _rulers(measure: Sequence[str]) -> List[str]:
+    """The distances to measure in, checked and without repeats (names as given, lower case)."""
+    from ..distances import get_distance
+
+    if isinstance(measure, str):
+        measure = [measure]
+    rulers: List[str] = []
+    for name in measure:
+        if not isinstance(name, str):
+            raise ValueError(f"measure takes distance names, got {name!r}")
+        key = name.strip().lower()
+        if key not in ("l1", "l2", "linf"):
+            get_distance(key)  # ValueError naming the valid ones
+        if key not in rulers:
+            rulers.append(key)
+    return rulers
 
 
 def _merge_repeats(runs: List[AttackResult]) -> AttackResult:

@@ -20,6 +20,8 @@ _BY_NAME: Dict[str, AttackDistance] = {
     "l1": l1,
     "l2": l2,
     "ciede2000": ciede2000,
+    # the paper's scale (adv_lib's ciede2000_loss), with the paper's init_lr_distance 0.05
+    "ciede2000-adv_lib": CIEDE2000(adv_lib_scale=True),
     "ssim": ssim,
     "msssim": msssim,
     "ms-ssim": msssim,
