@@ -12,6 +12,14 @@ import foolbox as fb
 import numpy as np
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
+FRAMEWORK_ALIASES = {
+    "pytorch": "pytorch",
+    "torch": "pytorch",
+    "tensorflow": "tensorflow",
+    "tf": "tensorflow",
+    "jax": "jax",
+}
+"""Every name a user may give a framework, to its canonical name (zoo, engine, CLIs)."""
 
 
 def model_framework(fmodel: Any) -> str:

@@ -19,6 +19,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from ._runtime import FRAMEWORK_ALIASES
 from .metrics import format_median, median_distance, success_rate
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
@@ -27,7 +28,6 @@ DISTANCES = ("l2", "l1", "ciede2000", "ssim", "lpips")
 is accepted; L1 and L2 are measured in NumPy float64, the others with the package's distance)."""
 MEDIAN_TOLERANCE = 0.01  # relative: the medians of two frameworks must agree within 1%
 _MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
-_ALIASES = {"torch": "pytorch", "tf": "tensorflow"}
 _P = {"l2": 2, "l1": 1}
 
 
@@ -109,7 +109,7 @@ def parse_frameworks(names: Optional[Sequence[str]]) -> List[str]:
         return installed
     frameworks: List[str] = []
     for name in names:
-        framework = _ALIASES.get(name.strip().lower(), name.strip().lower())
+        framework = FRAMEWORK_ALIASES.get(name.strip().lower(), name.strip().lower())
         if framework not in FRAMEWORKS:
             raise ValueError(
                 f"unknown framework {name!r}; use {', '.join(FRAMEWORKS)} (or torch, tf)"

@@ -99,11 +99,11 @@ def default_out(model: str, attack: str, distance: Optional[str], steps: int) ->
 
 
 def main(args: argparse.Namespace) -> int:
-    from .._runtime import limit_threads_before_import
+    from .._runtime import FRAMEWORK_ALIASES, limit_threads_before_import
     from .result import format_table
     from .run import evaluate
 
-    framework = {"torch": "pytorch", "tf": "tensorflow"}.get(args.framework, args.framework)
+    framework = FRAMEWORK_ALIASES.get(args.framework, args.framework)
     if args.threads and not args.ray:
         for name in ("tensorflow", "jax"):
             if args.model.endswith(".keras") and name == "tensorflow" or framework == name:

@@ -31,17 +31,12 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import foolbox as fb
 
+from .._runtime import FRAMEWORK_ALIASES
+
 KINDS = ("zoo", "file-function", "module-function", "torchscript", "keras")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
 KERAS_SUFFIXES = (".keras", ".h5")
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
-_FRAMEWORK_ALIASES = {
-    "pytorch": "pytorch",
-    "torch": "pytorch",
-    "tensorflow": "tensorflow",
-    "tf": "tensorflow",
-    "jax": "jax",
-}
 _FRAMEWORK_MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 
 Bounds = Tuple[float, float]
@@ -406,7 +401,7 @@ def _check_device(text: str, device: str) -> str:
 
 def _check_framework(text: str, framework: str) -> str:
     try:
-        return _FRAMEWORK_ALIASES[framework.lower()]
+        return FRAMEWORK_ALIASES[framework.lower()]
     except (KeyError, AttributeError):
         raise ValueError(
             f"model spec {text!r}: unknown framework {framework!r}; use one of {', '.join(FRAMEWORKS)}"

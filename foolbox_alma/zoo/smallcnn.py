@@ -33,6 +33,8 @@ from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Un
 import foolbox as fb
 import numpy as np
 
+from .._runtime import FRAMEWORK_ALIASES
+
 ARCHITECTURES = ("smallcnn", "smallcnn-robust", "colour-cnn", "colour-cnn-b")
 """Names accepted by :func:`load_weights` (each is ``data/<name>.npz``): the regularly trained
 MNIST SmallCNN (``scripts/train_smallcnn.py``) and an L2-robust one, adversarially trained with DDN
@@ -95,13 +97,6 @@ DEFAULT_DATA_FORMAT = {
     "pytorch": "channels_first",
     "tensorflow": "channels_last",
     "jax": "channels_first",
-}
-_FRAMEWORK_ALIASES = {
-    "pytorch": "pytorch",
-    "torch": "pytorch",
-    "tensorflow": "tensorflow",
-    "tf": "tensorflow",
-    "jax": "jax",
 }
 _CONVS = ("conv1", "conv2", "conv3", "conv4")
 _FCS = ("fc1", "fc2", "fc3")
@@ -253,10 +248,10 @@ def _weights_or_default(weights: Optional[Weights]) -> Dict[str, np.ndarray]:
 
 def _framework(framework: str) -> str:
     try:
-        return _FRAMEWORK_ALIASES[framework.lower()]
+        return FRAMEWORK_ALIASES[framework.lower()]
     except KeyError:
         raise ValueError(
-            f"unknown framework {framework!r}; use one of {', '.join(_FRAMEWORK_ALIASES)}"
+            f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORK_ALIASES)}"
         ) from None
 
 
