@@ -1,7 +1,8 @@
 """Live comparison with the authors' implementation (adv_lib's ``alma``), tox env ``oracles``.
 
 On the shipped SmallCNN, 100 held-out images, 100 steps, the same settings on both sides: the
-median L2 and L1 distances agree within 2%, and both succeed everywhere.
+median L2 and L1 distances agree within 2%, and both succeed everywhere. adv_lib's ``α`` defaults to
+the paper's 1000-step 0.9 whatever the budget; ours follows the budget, so it is passed explicitly.
 """
 
 import numpy as np
@@ -15,6 +16,7 @@ augmented_lagrangian = pytest.importorskip("adv_lib.attacks.augmented_lagrangian
 import foolbox as fb  # noqa: E402
 
 from foolbox_alma import ALMA  # noqa: E402
+from foolbox_alma.alma import default_alpha  # noqa: E402
 from foolbox_alma.metrics import median_distance  # noqa: E402
 from foolbox_alma.zoo import load_mnist_heldout, smallcnn_torch  # noqa: E402
 
@@ -28,8 +30,9 @@ def test_medians_match_adv_lib_on_the_shipped_smallcnn(distance, init_lr_distanc
 
     torch.manual_seed(0)
     theirs = augmented_lagrangian.alma(
-        net, x, y, distance=distance, init_lr_distance=init_lr_distance, num_steps=100
-    )
+        net, x, y, distance=distance, init_lr_distance=init_lr_distance, num_steps=100,
+        α=default_alpha(100),  # adv_lib's default is the 1000-step 0.9; ours follows the budget
+    )  # fmt: skip
     torch.manual_seed(0)
     ours = ALMA(distance=distance, steps=100).run(fb.PyTorchModel(net, bounds=(0, 1)), x, y)
 
@@ -55,6 +58,8 @@ def test_same_trajectory_as_adv_lib_on_a_linear_model():
     net.weight.data, net.bias.data = w, b
     x = torch.from_numpy(rng.uniform(0.45, 0.55, size=(64, 30)).astype(np.float32))
     y = net(x).argmax(1)
-    theirs = augmented_lagrangian.alma(net, x, y, distance="l2", init_lr_distance=0.1, num_steps=30)
+    theirs = augmented_lagrangian.alma(
+        net, x, y, distance="l2", init_lr_distance=0.1, num_steps=30, α=default_alpha(30)
+    )
     ours = ALMA(steps=30).run(fb.PyTorchModel(net.eval(), bounds=(0, 1)), x, y)
     np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), atol=1e-4)
