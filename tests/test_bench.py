@@ -405,3 +405,58 @@ def test_perceptual_rows_of_the_registry():
     names = {s.name for s in registry.ATTACKS.values() if registry.GROUPS["perceptual"](s)}
     assert {"alma-ciede2000", "alma-ssim", "adv_lib-alma-ciede2000"} <= names
     assert not names & {"alma-l2", "ddn", "fmn-l2"}
+
+
+def _bench_perceptual_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "bench_perceptual.py"
+    spec = importlib.util.spec_from_file_location("bench_perceptual", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_random_alexnet_checkpoint_is_seeded_and_loads_as_torchvisions(tmp_path, monkeypatch):
+    """The perceptual table's LPIPS backbone: torchvision's file name and keys, the same tensors
+    for the same seed, read by our LPIPS (and by torchvision's AlexNet where it is installed)."""
+    torch = pytest.importorskip("torch")
+    from foolbox_alma.distances import LPIPS
+
+    script = _bench_perceptual_script()
+    full = script.write_random_alexnet(tmp_path / "full", seed=3)
+    assert full.name == "alexnet-owt-7be5be79.pth" and full.parent.name == "checkpoints"
+    assert not list(full.parent.glob("*.partial"))
+    state = torch.load(full)
+    x = np.random.default_rng(0).uniform(size=(2, 3, 32, 32))
+    assert np.all(np.asarray(LPIPS(str(full))(x, np.clip(x + 0.05, 0, 1))) > 0)
+    try:
+        import torchvision
+    except Exception:  # not installed, or not importable beside this torch build
+        torchvision = None
+    if torchvision is not None:
+        torchvision.models.alexnet().load_state_dict(state)  # strict: every key, every shape
+    full.unlink()  # 233 MB
+    # seeding, on the convolutions only (the classifier's 58M numbers are not needed for that)
+    monkeypatch.setattr(script, "ALEXNET", script.ALEXNET[:5])
+    a, b, c = (
+        torch.load(script.write_random_alexnet(tmp_path / name, seed=seed))
+        for name, seed in (("a", 3), ("b", 3), ("c", 4))
+    )
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], state[k]) for k in a)  # the same numbers as the full file's
+    assert not torch.equal(a["features.0.weight"], c["features.0.weight"])
+    assert a["features.0.weight"].abs().max() <= 1 / np.sqrt(3 * 11 * 11)
+
+
+def test_splice_replaces_the_named_sections_only(tmp_path):
+    script = _bench_perceptual_script()
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(
+        "# B\n\n## A\n\na\n\n## Table: old 100\n\nx\n\n## Table: old 1000\n\ny\n\n## Z\n\nz\n"
+    )
+    script.splice(path, "Table", "## Table: new\n\nnew\n")
+    assert path.read_text() == "# B\n\n## A\n\na\n\n## Table: new\n\nnew\n\n## Z\n\nz\n"
+    script.splice(path, "Missing", "## Missing\n\nm\n")
+    assert path.read_text().endswith("## Z\n\nz\n\n## Missing\n\nm\n")
