@@ -21,14 +21,21 @@ import argparse
 import json
 import math
 import os
-import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from train_smallcnn import HELDOUT_RANGE, MAX_SHIFT, TRAIN_RANGE, accuracy, load_mnist_t10k
+from train_smallcnn import (
+    HELDOUT_RANGE,
+    MAX_SHIFT,
+    TRAIN_RANGE,
+    accuracy,
+    load_mnist_t10k,
+    random_shift,
+    seed_everything,
+)
 
 from foolbox_alma import zoo
 from foolbox_alma.zoo.colour_mnist import DATASETS, IMAGE_SIZE
@@ -54,18 +61,6 @@ def initial_weights(arch: zoo.Architecture, generator: torch.Generator) -> "dict
     return weights
 
 
-def random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by an integer offset in [-MAX_SHIFT, MAX_SHIFT]^2, edge filled (the
-    background continues; zero fill would draw a black frame the test images never have)."""
-    n, c, size = x.shape[0], x.shape[1], x.shape[-1]
-    padded = F.pad(x, (MAX_SHIFT,) * 4, mode="replicate")
-    dy, dx = torch.randint(0, 2 * MAX_SHIFT + 1, (2, n), generator=generator)
-    span = torch.arange(size)
-    rows = (dy[:, None] + span)[:, None, :, None].expand(n, c, size, size + 2 * MAX_SHIFT)
-    cols = (dx[:, None] + span)[:, None, None, :].expand(n, c, size, size)
-    return padded.gather(2, rows).gather(3, cols)
-
-
 def coloured(digits: np.ndarray, start: int, scheme: str, seed: int) -> torch.Tensor:
     indices = np.arange(start, start + len(digits))
     images = zoo.colour_mnist(digits, indices, scheme, seed=seed)
@@ -87,12 +82,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "foolbox_alma/zoo/data")
     args = parser.parse_args()
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(args.threads)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = seed_everything(args.seed, args.threads)
     scheme = DATASETS[args.dataset]
 
     digits, labels = load_mnist_t10k(args.mnist_dir)
@@ -123,7 +113,7 @@ def main() -> None:
         total_loss = 0.0
         for i in range(0, len(x_train), args.batch_size):
             idx = order[i : i + args.batch_size]
-            batch = random_shift(x_train[idx], generator).contiguous(
+            batch = random_shift(x_train[idx], generator, edge=True).contiguous(
                 memory_format=torch.channels_last
             )
             loss = F.cross_entropy(model(batch), y_train[idx])

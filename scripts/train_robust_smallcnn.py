@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -183,12 +182,7 @@ def main() -> None:
     if not 0 <= args.clean_epochs <= args.epochs:
         parser.error("need 0 <= --clean-epochs <= --epochs")
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(args.threads)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = base.seed_everything(args.seed, args.threads)
 
     images, labels = base.load_mnist_t10k(args.mnist_dir)
     x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]

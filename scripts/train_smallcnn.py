@@ -89,14 +89,28 @@ class SmallCNN(nn.Module):
         return self.classifier(self.feature_extractor(x).flatten(1))
 
 
-def random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by an integer offset in [-MAX_SHIFT, MAX_SHIFT]^2, zero filled."""
-    n = x.shape[0]
-    padded = F.pad(x, (MAX_SHIFT,) * 4)
+def random_shift(x: torch.Tensor, generator: torch.Generator, edge: bool = False) -> torch.Tensor:
+    """Translate each (square) image by an integer offset in [-MAX_SHIFT, MAX_SHIFT]^2, zero
+    filled, or edge filled with ``edge`` (a coloured background continues; zero fill would draw
+    a black frame the test images never have)."""
+    n, c, size = x.shape[0], x.shape[1], x.shape[-1]
+    padded = F.pad(x, (MAX_SHIFT,) * 4, mode="replicate" if edge else "constant")
     dy, dx = torch.randint(0, 2 * MAX_SHIFT + 1, (2, n), generator=generator)
-    rows = (dy[:, None] + torch.arange(28)[None, :])[:, None, :, None].expand(n, 1, 28, 32)
-    cols = (dx[:, None] + torch.arange(28)[None, :])[:, None, None, :].expand(n, 1, 28, 28)
+    span = torch.arange(size)
+    rows = (dy[:, None] + span)[:, None, :, None].expand(n, c, size, size + 2 * MAX_SHIFT)
+    cols = (dx[:, None] + span)[:, None, None, :].expand(n, c, size, size)
     return padded.gather(2, rows).gather(3, cols)
+
+
+def seed_everything(seed: int, threads: int) -> torch.Generator:
+    """Seeds Python, NumPy and PyTorch, makes PyTorch deterministic on ``threads`` threads, and
+    returns the generator the training draws its order and shifts from."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    return torch.Generator().manual_seed(seed)
 
 
 @torch.no_grad()
@@ -120,12 +134,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "foolbox_alma/zoo/data")
     args = parser.parse_args()
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(args.threads)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = seed_everything(args.seed, args.threads)
 
     images, labels = load_mnist_t10k(args.mnist_dir)
     x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
