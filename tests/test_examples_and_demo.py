@@ -10,6 +10,12 @@ from frameworks import available
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_demo(args, png: Path) -> "subprocess.CompletedProcess[str]":
+    """``python -m foolbox_alma demo ARGS --output PNG --no-progress`` in a fresh process."""
+    command = [sys.executable, "-m", "foolbox_alma", "demo", *args, "--output", str(png)]
+    return subprocess.run([*command, "--no-progress"], capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.parametrize(
     "script, framework",
     [
@@ -35,24 +41,7 @@ def test_demo_end_to_end(tmp_path):
     if not available("pytorch"):
         pytest.skip("the demo runs the PyTorch model")
     png = tmp_path / "demo.png"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "foolbox_alma",
-            "demo",
-            "--images",
-            "6",
-            "--steps",
-            "20",
-            "--output",
-            str(png),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = run_demo(["--images", "6", "--steps", "20"], png)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     rows = [line for line in lines if line.startswith("| ALMA")]
@@ -129,21 +118,7 @@ def test_demo_with_a_perceptual_distance_on_the_colour_model(tmp_path):
         assert run.distances[i] == pytest.approx(expected, rel=1e-4)
     png = tmp_path / "demo.png"
     args = ["--model", "colour-cnn", "--distance", "ciede2000", "--images", "3", "--steps", "5"]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "foolbox_alma",
-            "demo",
-            *args,
-            "--output",
-            str(png),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = run_demo(args, png)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| ALMA CIEDE2000 5 |" in out.stdout
     assert png.stat().st_size > 1000
