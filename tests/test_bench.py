@@ -405,6 +405,7 @@ def test_perceptual_rows_of_the_registry():
     names = {s.name for s in registry.ATTACKS.values() if registry.GROUPS["perceptual"](s)}
     assert {"alma-ciede2000", "alma-ssim", "adv_lib-alma-ciede2000"} <= names
     assert not names & {"alma-l2", "ddn", "fmn-l2"}
+    assert "alma-msssim" not in names and registry.select(["alma-msssim"], "pytorch")
 
 
 def _bench_perceptual_script():

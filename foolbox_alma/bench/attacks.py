@@ -348,7 +348,10 @@ for _name, _scale in (
 
 GROUPS = {
     "all": lambda spec: spec.distance in LP_DISTANCES,
-    "perceptual": lambda spec: spec.distance in PERCEPTUAL or spec.distance in ADV_LIB_SCALES,
+    # (MS-SSIM, which needs images of at least 161 x 161, is selected by name only)
+    "perceptual": lambda spec: (
+        spec.distance in PERCEPTUAL and spec.distance != "msssim" or spec.distance in ADV_LIB_SCALES
+    ),
     "l1": lambda spec: spec.distance == "l1",
     "l2": lambda spec: spec.distance == "l2",
     "alma": lambda spec: "alma" in spec.name and spec.distance in LP_DISTANCES,
