@@ -7,14 +7,17 @@ paper: ALMA uses ``alpha = 0.5`` for budgets up to 100 steps and ``0.9`` above, 
 search steps of ``steps`` iterations each; every other hyperparameter is the library's default,
 except adv_lib's DDN quantisation (``levels=None``, as every other attack here returns continuous
 values) and EAD's decision rule (``"L1"``: the adversarial with the smallest L1 distance is kept,
-which is what is measured).
+which is what is measured). Foolbox's L2 FMN runs with its projection fixed (:class:`L2FMNAttack`:
+Foolbox 3.3.4's never projects).
 """
 
 import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+import eagerpy as ep
 import foolbox as fb
+from foolbox.devutils import atleast_kd, flatten
 
 RunFn = Callable[[fb.Model, Any, Any, Any], Any]
 """``run(fmodel, module, images, labels) -> adversarials`` (native tensors; ``module`` is the
@@ -135,8 +138,26 @@ def _ddn(steps: int) -> Any:
     return fb.attacks.DDNAttack(steps=steps, init_epsilon=1.0, gamma=0.05)
 
 
+class L2FMNAttack(fb.attacks.L2FMNAttack):
+    """Foolbox's L2 FMN with its projection onto the L2 ball of radius epsilon restored.
+
+    In Foolbox 3.3.4, ``L2FMNAttack.project`` computes ``minimum(1, norms / norms)``, a factor of
+    1: it never projects, so the attack walks away from the input in steps of the (annealed) step
+    size and keeps the smallest adversarial it passes, usually the first: its median L2 on the
+    colour model is exactly its first step, 1.0, at 100 and at 1000 steps. Here the perturbation
+    is scaled by ``min(1, epsilon / ||delta||)``, the FMN paper's projection; everything else is
+    Foolbox's.
+    """
+
+    def project(self, x: ep.Tensor, x0: ep.Tensor, epsilon: ep.Tensor) -> ep.Tensor:
+        delta = x - x0
+        norms = ep.maximum(flatten(delta).norms.l2(axis=-1), 1e-12)
+        factor = ep.minimum(1, epsilon / norms)  # epsilon = inf (no adversarial yet): 1
+        return x0 + delta * atleast_kd(factor, x.ndim)
+
+
 def _fmn(norm: str) -> Callable[[int], Any]:
-    cls = fb.attacks.L1FMNAttack if norm == "l1" else fb.attacks.L2FMNAttack
+    cls = fb.attacks.L1FMNAttack if norm == "l1" else L2FMNAttack
     return lambda steps: cls(steps=steps)
 
 
@@ -237,7 +258,14 @@ ATTACKS: Dict[str, AttackSpec] = {
             "l2",
             _foolbox(_ddn, lambda s: {"steps": s, "init_epsilon": 1.0, "gamma": 0.05}),
         ),
-        AttackSpec("fmn-l2", "FMN", "foolbox", "l2", _foolbox(_fmn("l2"), lambda s: {"steps": s})),
+        AttackSpec(
+            "fmn-l2",
+            "FMN",
+            "foolbox",
+            "l2",
+            # Foolbox's attack with its L2 projection fixed (L2FMNAttack above)
+            _foolbox(_fmn("l2"), lambda s: {"steps": s, "projection": "l2 ball (fixed)"}),
+        ),
         AttackSpec(
             "cw-l2",
             "C&W",
