@@ -260,7 +260,7 @@ ATTACKS: Dict[str, AttackSpec] = {
         ),
         AttackSpec(
             "fmn-l2",
-            "FMN",
+            "FMN (projection fixed)",
             "foolbox",
             "l2",
             # Foolbox's attack with its L2 projection fixed (L2FMNAttack above)
