@@ -47,8 +47,17 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--json", default=None)
     parser.add_argument("--markdown", default=None)
+    parser.add_argument(
+        "--counting-ab",
+        action="store_true",
+        help="instead: what counting the passes costs inside ALMA.run (each batch attacked "
+        "through the counted and the plain model, alternating which goes first)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.counting_ab:
+        counting_ab(args)
+        return
 
     import foolbox as fb
     import torch
@@ -188,6 +197,45 @@ def main() -> None:
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text + "\n")
+
+
+def counting_ab(args: argparse.Namespace) -> None:
+    """The cost of the engine's pass counting (hooks on the model) inside the attack: ALMA.run on
+    every batch through the counted model and through the plain one, in alternating order, so
+    that a drift of the machine's speed hits both alike; the per-batch time ratios."""
+    import torch
+
+    from foolbox_alma import ALMA, zoo
+    from foolbox_alma.counting import counted_model
+
+    torch.set_num_threads(args.threads)
+    x, y = zoo.load_mnist_heldout(args.images)
+    fmodel = zoo.foolbox_model("pytorch", args.model)
+    attack = ALMA(distance="l2", steps=args.steps)
+    times: Dict[str, list] = {"plain": [], "counted": []}
+    for k, lo in enumerate(range(0, args.images, args.batch_size)):
+        xb = torch.from_numpy(x[lo : lo + args.batch_size])
+        yb = torch.from_numpy(y[lo : lo + args.batch_size])
+        for name in ("plain", "counted") if k % 2 == 0 else ("counted", "plain"):
+            torch.manual_seed(k)
+            if name == "plain":
+                start = time.perf_counter()
+                attack.run(fmodel, xb, yb)
+            else:
+                with counted_model(fmodel) as (model, _, _):
+                    start = time.perf_counter()
+                    attack.run(model, xb, yb)
+            times[name].append(time.perf_counter() - start)
+    ratios = np.array(times["counted"]) / np.array(times["plain"])
+    print(
+        f"Measured {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: `python scripts/bench_evaluate.py "
+        f"--counting-ab --images {args.images} --steps {args.steps} --batch-size "
+        f"{args.batch_size} --threads {args.threads}`: ALMA.run through the counted model over "
+        f"the plain one, {len(ratios)} batches: total {sum(times['counted']):.1f} s vs "
+        f"{sum(times['plain']):.1f} s ({100 * (sum(times['counted']) / sum(times['plain']) - 1):+.2f}%), "
+        f"per-batch median {100 * (np.median(ratios) - 1):+.2f}% "
+        f"[{100 * (ratios.min() - 1):+.1f}%, {100 * (ratios.max() - 1):+.1f}%]"
+    )
 
 
 def markdown(report: Dict[str, Any], args: argparse.Namespace) -> str:
