@@ -4,9 +4,11 @@ CPU threads. Importing this module imports no deep-learning framework.
 """
 
 import contextlib
+import importlib.util
+import math
 import os
 import sys
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Tuple
 
 import foolbox as fb
 import numpy as np
@@ -20,6 +22,28 @@ FRAMEWORK_ALIASES = {
     "jax": "jax",
 }
 """Every name a user may give a framework, to its canonical name (zoo, engine, CLIs)."""
+FRAMEWORK_MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
+"""The module each framework is imported as."""
+
+
+def check_bounds(bounds: Any, prefix: str = "") -> Tuple[float, float]:
+    """``bounds`` as two finite floats ``lo < hi``; else a ValueError (its message after
+    ``prefix``) that names what was given."""
+    try:
+        values = [float(v) for v in bounds]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 2:
+        raise ValueError(f"{prefix}bounds must be two numbers (lo, hi), got {bounds!r}")
+    lo, hi = values
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"{prefix}bounds must be finite with lo < hi, got {bounds!r}")
+    return lo, hi
+
+
+def framework_installed(framework: str) -> bool:
+    """Whether the canonical ``framework`` can be imported here (without importing it)."""
+    return importlib.util.find_spec(FRAMEWORK_MODULE[framework]) is not None
 
 
 def model_framework(fmodel: Any) -> str:

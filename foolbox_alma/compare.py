@@ -13,21 +13,18 @@ Seconds are wall-clock time for the whole attack, the tracing and compilation of
 """
 
 import argparse
-import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from ._runtime import FRAMEWORK_ALIASES
+from ._runtime import FRAMEWORK_ALIASES, FRAMEWORKS, framework_installed
 from .metrics import format_median, median_distance, success_rate
 
-FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 DISTANCES = ("l2", "l1", "ciede2000", "ssim", "lpips")
 """Distances the demo and the comparison offer (any name of :func:`~foolbox_alma.distances.get_distance`
 is accepted; L1 and L2 are measured in NumPy float64, the others with the package's distance)."""
 MEDIAN_TOLERANCE = 0.01  # relative: the medians of two frameworks must agree within 1%
-_MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 _P = {"l2": 2, "l1": 1}
 
 
@@ -97,7 +94,7 @@ class Comparison:
 
 def installed_frameworks() -> List[str]:
     """The frameworks importable here, in the order PyTorch, TensorFlow, JAX."""
-    return [f for f in FRAMEWORKS if importlib.util.find_spec(_MODULE[f]) is not None]
+    return [f for f in FRAMEWORKS if framework_installed(f)]
 
 
 def parse_frameworks(names: Optional[Sequence[str]]) -> List[str]:

@@ -33,21 +33,18 @@ GRIDS = {
 ALPHAS = [0.5, 0.6, 0.7, 0.77, 0.85, 0.9]
 
 
-def distance_object(name: str) -> Any:
-    from foolbox_alma.distances import get_distance
-
-    return get_distance(name)  # "ciede2000-adv_lib": CIEDE2000(adv_lib_scale=True)
-
-
 def ruler(name: str) -> str:
     """The standard distance an attack's adversarials are measured with."""
-    return "ciede2000" if name.startswith("ciede2000") else name
+    from foolbox_alma.bench.attacks import STANDARD_RULER
+
+    return STANDARD_RULER.get(name, name)
 
 
 def run_one(
     model: str, data: Any, distance: str, steps: int, init: float, alpha: Any, out: str
 ) -> Dict[str, Any]:
     from foolbox_alma import metrics
+    from foolbox_alma.distances import get_distance
     from foolbox_alma.evaluation import evaluate
     from foolbox_alma.evaluation.engine import load_model, measure
     from foolbox_alma.evaluation.models import parse_model_spec
@@ -57,7 +54,7 @@ def run_one(
     result = evaluate(
         spec,
         data,
-        distance=distance_object(distance),
+        distance=get_distance(distance),  # "ciede2000-adv_lib": CIEDE2000(adv_lib_scale=True)
         steps=steps,
         init_lr_distance=init,
         alpha=alpha,

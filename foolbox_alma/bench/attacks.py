@@ -19,11 +19,12 @@ import eagerpy as ep
 import foolbox as fb
 from foolbox.devutils import atleast_kd, flatten
 
+from .._runtime import FRAMEWORKS
+
 RunFn = Callable[[fb.Model, Any, Any, Any], Any]
 """``run(fmodel, module, images, labels) -> adversarials`` (native tensors; ``module`` is the
 PyTorch module to give attacks that call one directly, None elsewhere)."""
 
-FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 
 SOURCES = ("foolbox-alma", "foolbox", "adv_lib", "benchmark")
 

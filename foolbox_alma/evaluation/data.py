@@ -35,6 +35,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .._runtime import check_bounds
+
 DATA_FORMATS = ("channels_first", "channels_last")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _GRAY_MODES = ("1", "L", "LA")
@@ -126,7 +128,7 @@ def load_data(
         _check_int("limit", limit, minimum=1)
     if image_size is not None:
         _check_int("image_size", image_size, minimum=1)
-    lo, hi = _check_bounds(bounds)
+    lo, hi = check_bounds(bounds)
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"data spec must be a non-empty string, got {spec!r}; {_accepted()}")
 
@@ -326,16 +328,6 @@ def _check_int(name: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         what = "a positive" if minimum == 1 else "a non-negative"
         raise ValueError(f"{name} must be {what} integer, got {value!r}")
-
-
-def _check_bounds(bounds: Any) -> Tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds must be two numbers (lo, hi), got {bounds!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"bounds must be finite with lo < hi, got {bounds!r}")
-    return lo, hi
 
 
 def _sha256(array: np.ndarray) -> str:

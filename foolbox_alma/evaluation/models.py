@@ -23,7 +23,6 @@ Example::
 import hashlib
 import importlib
 import importlib.util
-import math
 import os
 import sys
 from dataclasses import dataclass
@@ -31,13 +30,17 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import foolbox as fb
 
-from .._runtime import FRAMEWORK_ALIASES
+from .._runtime import (
+    FRAMEWORK_ALIASES,
+    FRAMEWORK_MODULE,
+    FRAMEWORKS,
+    check_bounds,
+    framework_installed,
+)
 
 KINDS = ("zoo", "file-function", "module-function", "torchscript", "keras")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
 KERAS_SUFFIXES = (".keras", ".h5")
-FRAMEWORKS = ("pytorch", "tensorflow", "jax")
-_FRAMEWORK_MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 
 Bounds = Tuple[float, float]
 
@@ -310,12 +313,18 @@ def _import_module(spec: ModelSpec, where: str) -> Any:
         ) from error
 
 
+def _model_file(spec: ModelSpec, kind: str) -> Tuple[str, Bounds]:
+    """The existing model file of a TorchScript or Keras spec, and the spec's bounds."""
+    path, bounds = spec.file, spec.bounds
+    assert path is not None and bounds is not None
+    if not os.path.isfile(path):
+        raise ValueError(f"model spec {spec.text!r}: {kind} file {path!r} not found")
+    return path, bounds
+
+
 def _torchscript_model(spec: ModelSpec) -> fb.Model:
     torch = _import_framework(spec, "pytorch")
-    path = spec.file
-    assert path is not None and spec.bounds is not None
-    if not os.path.isfile(path):
-        raise ValueError(f"model spec {spec.text!r}: TorchScript file {path!r} not found")
+    path, bounds = _model_file(spec, "TorchScript")
     if spec.device != "cpu":
         _check_cuda(spec)
     try:
@@ -325,24 +334,21 @@ def _torchscript_model(spec: ModelSpec) -> fb.Model:
             f"model spec {spec.text!r}: cannot load {path!r} as TorchScript ({error}); save a "
             "model with torch.jit.script(net).save(path) or torch.jit.trace(net, x).save(path)"
         ) from error
-    return fb.PyTorchModel(module.eval(), bounds=spec.bounds, device=spec.device)
+    return fb.PyTorchModel(module.eval(), bounds=bounds, device=spec.device)
 
 
 def _keras_model(spec: ModelSpec) -> fb.Model:
     tf = _import_framework(spec, "tensorflow")
     from ..zoo.smallcnn import _TensorFlowModel
 
-    path = spec.file
-    assert path is not None and spec.bounds is not None
-    if not os.path.isfile(path):
-        raise ValueError(f"model spec {spec.text!r}: Keras file {path!r} not found")
+    path, bounds = _model_file(spec, "Keras")
     try:
         model = tf.keras.models.load_model(path, compile=False)
     except Exception as error:
         raise ValueError(
             f"model spec {spec.text!r}: cannot load {path!r} as a Keras model ({error})"
         ) from error
-    return _TensorFlowModel(model, bounds=spec.bounds, data_format=keras_data_format(model))
+    return _TensorFlowModel(model, bounds=bounds, data_format=keras_data_format(model))
 
 
 def keras_data_format(model: Any) -> str:
@@ -372,20 +378,7 @@ def _accepted() -> str:
 
 
 def _check_bounds(text: str, bounds: Optional[Sequence[float]]) -> Optional[Bounds]:
-    if bounds is None:
-        return None
-    try:
-        values = [float(v) for v in bounds]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != 2:
-        raise ValueError(
-            f"model spec {text!r}: bounds must be two numbers (lo, hi), got {bounds!r}"
-        )
-    lo, hi = values
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"model spec {text!r}: bounds must be finite with lo < hi, got {bounds!r}")
-    return lo, hi
+    return None if bounds is None else check_bounds(bounds, f"model spec {text!r}: ")
 
 
 def _check_device(text: str, device: str) -> str:
@@ -409,8 +402,7 @@ def _check_framework(text: str, framework: str) -> str:
 
 
 def _require_installed(text: str, framework: str) -> None:
-    module = _FRAMEWORK_MODULE[framework]
-    if importlib.util.find_spec(module) is None:
+    if not framework_installed(framework):
         raise ValueError(
             f"model spec {text!r} needs {framework}, which is not installed "
             f"(pip install 'foolbox-alma[{'torch' if framework == 'pytorch' else framework}]')"
@@ -419,7 +411,7 @@ def _require_installed(text: str, framework: str) -> None:
 
 def _import_framework(spec: ModelSpec, framework: str) -> Any:
     _require_installed(spec.text, framework)
-    return importlib.import_module(_FRAMEWORK_MODULE[framework])
+    return importlib.import_module(FRAMEWORK_MODULE[framework])
 
 
 def _check_cuda(spec: ModelSpec) -> None:
