@@ -8,7 +8,7 @@ import importlib.util
 import math
 import os
 import sys
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import foolbox as fb
 import numpy as np
@@ -178,3 +178,56 @@ def current_threads(framework: str) -> Optional[int]:
         if "intra_op_parallelism_threads=" in flags:
             return int(flags.split("intra_op_parallelism_threads=")[1].split()[0])
     return None
+
+
+class TensorFlowModel(fb.TensorFlowModel):
+    """``fb.TensorFlowModel`` whose ``data_format`` is the model's, not the global Keras setting.
+
+    Foolbox's ``TensorFlowModel.data_format`` reports ``tf.keras.backend.image_data_format()``,
+    which says nothing about the layout a given model takes (the zoo's TensorFlow models and the
+    Keras files the pipeline loads know theirs).
+    """
+
+    def __init__(self, model: Any, bounds: Any, data_format: str, **kwargs: Any):
+        super().__init__(model, bounds=bounds, **kwargs)
+        self._own_data_format = data_format
+
+    @property
+    def data_format(self) -> str:
+        return self._own_data_format
+
+
+def machine_info() -> Dict[str, Any]:
+    """CPU, cores, Python and framework versions (what timings depend on)."""
+    import importlib.metadata
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    packages = ("foolbox-alma", "foolbox", "eagerpy", "torch", "tensorflow", "tensorflow-cpu")
+    for package in packages + ("jax", "jaxlib", "adv-lib"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    info: Dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+    if "torch" in sys.modules or framework_installed("pytorch"):
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return info

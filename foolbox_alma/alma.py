@@ -1,24 +1,39 @@
 """ALMA: the Augmented Lagrangian Method for Adversarial attacks, as a Foolbox minimisation attack.
 
-The loop in :meth:`ALMA.run` follows Algorithm 2 of Rony et al. (ICCV 2021) line by line; the
-constraint (DLR+), the penalty-Lagrangian functions, the optimiser pieces and the distances live in
-their own modules. Only ``ep.`` operations and ``model(...)`` are used, so the same code attacks
-PyTorch, TensorFlow and JAX models.
+One iteration of Algorithm 2 of Rony et al. (ICCV 2021) is :meth:`ALMA._iteration`, read top to
+bottom with the paper's line numbers; the constraint (DLR+), the penalty-Lagrangian functions, the
+optimiser pieces and the distances live in their own modules, the validation of inputs and labels in
+:mod:`.checks`, the compilation of the step and its cache in :mod:`._compile`. Only ``ep.``
+operations and ``model(...)`` are used, so the same code attacks PyTorch, TensorFlow and JAX models.
+
+Two conventions hold everywhere below:
+
+* **Coordinates.** The attack runs in coordinates scaled to [0, 1]: gradients are taken in the
+  model's units and multiplied by the range ``hi - lo`` of the model's bounds, steps are scaled back
+  by it, and L1/L2 distances are divided by it. Step-size-like settings (``lr_init``,
+  ``init_lr_distance``) are thus in the paper's units whatever the bounds, and the adversarials of a
+  model with bounds (0, 255) are exactly 255 times those of the same model with bounds (0, 1).
+* **Where rho and mu change.** The paper (Algorithm 2) computes mu^(i+1) with rho^(i) (lines 5-6),
+  takes the step with them (lines 7-9), and only then grows rho for step i + 1 (lines 10-13).
+  The authors' code (adv_lib), which produced the paper's figures, grows rho at the check step
+  *before* computing mu, so that the grown rho already enters that step's multiplier and loss.
+  This implementation follows adv_lib (its results are the oracle of the tests); the difference is
+  one step of delay in rho's growth every M steps.
 """
 
+import dataclasses
 import math
 import weakref
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import eagerpy as ep
 import foolbox as fb
-import numpy as np
-from foolbox.attacks.base import MinimizationAttack, get_criterion, raise_if_kwargs
+from foolbox.attacks.base import MinimizationAttack, raise_if_kwargs
 from foolbox.criteria import Misclassification, TargetedMisclassification
 from tqdm.auto import tqdm
 
 from . import checks
-from ._compile import compile_step
+from ._compile import STEPS, compile_step
 from ._dispatch import framework_name, stop_gradient, value_aux_and_grad
 from .constraints import dlr_plus, targeted_dlr_plus, two_class_gap
 from .distances import AttackDistance, get_distance
@@ -46,6 +61,121 @@ def default_alpha(steps: int) -> float:
     return 1.0 - 0.5 * 5.0 ** (-t)
 
 
+@dataclasses.dataclass(frozen=True)
+class ALMASettings:
+    """Every setting that changes what ALMA computes, validated (make one with :meth:`create`).
+
+    Frozen and hashable: it is the key of the compiled steps (:mod:`._compile`), its
+    :meth:`record` is what evaluations and benchmarks store with their results, and it is what an
+    :class:`ALMA` object carries to a worker process. See :class:`ALMA` for the meaning of each.
+    """
+
+    distance: AttackDistance
+    steps: int
+    penalty: Penalty
+    lr_init: float
+    lr_reduction: float
+    init_lr_distance: float
+    mu_init: float
+    rho_init: float
+    check_steps: int
+    tau: float
+    gamma: float
+    alpha: float
+    alpha_rms: float
+    momentum: float
+    logit_tolerance: float
+    levels: Optional[int]
+    compile: Union[str, bool]
+
+    RECORDED = (
+        "steps",
+        "lr_init",
+        "lr_reduction",
+        "init_lr_distance",
+        "mu_init",
+        "rho_init",
+        "check_steps",
+        "tau",
+        "gamma",
+        "alpha",
+        "alpha_rms",
+        "momentum",
+        "logit_tolerance",
+        "levels",
+        "compile",
+    )
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        distance: Union[str, AttackDistance] = "l2",
+        steps: int = 1000,
+        penalty: Union[str, Penalty, PenaltyFn] = "P2",
+        lr_init: float = 0.1,
+        lr_reduction: float = 0.01,
+        init_lr_distance: Optional[float] = None,
+        mu_init: float = 1.0,
+        rho_init: float = 1.0,
+        check_steps: int = 10,
+        tau: float = 0.95,
+        gamma: float = 1.2,
+        alpha: Optional[float] = None,
+        alpha_rms: Optional[float] = None,
+        momentum: Optional[float] = None,
+        logit_tolerance: float = 1e-4,
+        levels: Optional[int] = None,
+        compile: Union[str, bool] = "auto",
+    ) -> "ALMASettings":
+        """Checks every value (a ``ValueError`` naming the setting and its valid range) and fills
+        in the defaults that depend on others (``init_lr_distance`` from the distance, ``alpha``
+        from ``steps``, ``alpha_rms`` and ``momentum`` from ``alpha``)."""
+        metric = get_distance(distance)
+        steps = checks.integer_at_least("steps", steps, 1)
+        if init_lr_distance is None:
+            init_lr_distance = metric.init_lr_distance
+        alpha = checks.in_range(
+            "alpha", default_alpha(steps) if alpha is None else alpha, 0, 1, high_closed=False
+        )
+        if compile not in ("auto", True, False):
+            raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
+        return cls(
+            distance=metric,
+            steps=steps,
+            penalty=get_penalty(penalty),
+            lr_init=checks.positive("lr_init", lr_init),
+            lr_reduction=checks.in_range("lr_reduction", lr_reduction, 0, 1, low_closed=False),
+            init_lr_distance=checks.in_range("init_lr_distance", init_lr_distance, 0, math.inf),
+            mu_init=checks.in_range("mu_init", mu_init, MU_MIN, MU_MAX),
+            rho_init=checks.positive("rho_init", rho_init),
+            check_steps=checks.integer_at_least("check_steps", check_steps, 1),
+            tau=checks.in_range("tau", tau, 0, 1),
+            gamma=checks.in_range("gamma", gamma, 1, math.inf, low_closed=False),
+            alpha=alpha,
+            alpha_rms=checks.in_range(
+                "alpha_rms", alpha if alpha_rms is None else alpha_rms, 0, 1, high_closed=False
+            ),
+            momentum=checks.in_range(
+                "momentum", alpha if momentum is None else momentum, 0, 1, high_closed=False
+            ),
+            logit_tolerance=checks.in_range("logit_tolerance", logit_tolerance, 0, math.inf),
+            levels=checks.optional(checks.integer_at_least, "levels", levels, 2),
+            compile=compile,
+        )
+
+    def record(self) -> Dict[str, Any]:
+        """The settings as JSON-able values: what results are stored and matched with."""
+        record: Dict[str, Any] = {
+            "attack": "ALMA",
+            "distance": repr(self.distance),
+            "penalty": self.penalty.name,
+        }
+        for name in self.RECORDED:
+            record[name] = getattr(self, name)
+        return record
+
+
 class ALMA(MinimizationAttack):
     """Augmented Lagrangian Method for Adversarial attacks (ALMA), Rony et al., ICCV 2021.
 
@@ -60,6 +190,9 @@ class ALMA(MinimizationAttack):
     inputs in [0, 1]: on a model with bounds (lo, hi) the attack runs in coordinates scaled to
     [0, 1] and L1/L2 distances are measured in the model's units divided by (hi - lo), so that the
     result on bounds (0, 255) is 255 times the result on bounds (0, 1).
+
+    The settings are validated once and frozen (:attr:`settings`, an :class:`ALMASettings`; read
+    them as attributes: ``attack.steps``, ``attack.alpha``...); make a new object to change them.
 
     Args:
         distance: The distance to minimise: ``"l1"``, ``"l2"``, another name known to
@@ -94,7 +227,8 @@ class ALMA(MinimizationAttack):
             bounds after every step (e.g. 256 for 8-bit images).
         progress: Show a progress bar over the steps (tqdm).
         compile: Compile the attack step where the framework can: ``tf.function`` on TensorFlow,
-            ``jax.jit`` on JAX (traced once per model, input shape and dtype, then reused).
+            ``jax.jit`` on JAX (traced once per model, input shape, dtype and settings, then
+            reused by every later call, also from other ALMA objects with the same settings).
             ``"auto"`` (default) and True compile there; False runs every step eagerly. PyTorch
             always runs eagerly. The first step (checks, learning-rate finder) is always eager.
 
@@ -125,53 +259,52 @@ class ALMA(MinimizationAttack):
         progress: bool = False,
         compile: Union[str, bool] = "auto",
     ):
-        self._distance = get_distance(distance)
-        self.steps = checks.integer_at_least("steps", steps, 1)
-        self.penalty = get_penalty(penalty)
-        self.lr_init = checks.positive("lr_init", lr_init)
-        self.lr_reduction = checks.in_range("lr_reduction", lr_reduction, 0, 1, low_closed=False)
-        if init_lr_distance is None:
-            init_lr_distance = self._distance.init_lr_distance
-        self.init_lr_distance = checks.in_range("init_lr_distance", init_lr_distance, 0, math.inf)
-        self.mu_init = checks.in_range("mu_init", mu_init, MU_MIN, MU_MAX)
-        self.rho_init = checks.positive("rho_init", rho_init)
-        self.check_steps = checks.integer_at_least("check_steps", check_steps, 1)
-        self.tau = checks.in_range("tau", tau, 0, 1)
-        self.gamma = checks.in_range("gamma", gamma, 1, math.inf, low_closed=False)
-        if alpha is None:
-            alpha = default_alpha(self.steps)
-        self.alpha = checks.in_range("alpha", alpha, 0, 1, high_closed=False)
-        alpha_rms = self.alpha if alpha_rms is None else alpha_rms
-        momentum = self.alpha if momentum is None else momentum
-        self.alpha_rms = checks.in_range("alpha_rms", alpha_rms, 0, 1, high_closed=False)
-        self.momentum = checks.in_range("momentum", momentum, 0, 1, high_closed=False)
-        self.logit_tolerance = checks.in_range("logit_tolerance", logit_tolerance, 0, math.inf)
-        self.levels = checks.optional(checks.integer_at_least, "levels", levels, 2)
+        self.settings = ALMASettings.create(
+            distance=distance,
+            steps=steps,
+            penalty=penalty,
+            lr_init=lr_init,
+            lr_reduction=lr_reduction,
+            init_lr_distance=init_lr_distance,
+            mu_init=mu_init,
+            rho_init=rho_init,
+            check_steps=check_steps,
+            tau=tau,
+            gamma=gamma,
+            alpha=alpha,
+            alpha_rms=alpha_rms,
+            momentum=momentum,
+            logit_tolerance=logit_tolerance,
+            levels=levels,
+            compile=compile,
+        )
         self.progress = bool(progress)
-        if compile not in ("auto", True, False):
-            raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
-        self.compile = compile
-        self.trace_count = 0  # how often a compiled step was traced (for tests and curiosity)
-        self._compiled: weakref.WeakKeyDictionary[Any, Dict[Any, Any]] = weakref.WeakKeyDictionary()
+        self.trace_count = 0  # how often this object traced a compiled step (tests, curiosity)
 
     @property
     def distance(self) -> AttackDistance:
-        return self._distance
+        return self.settings.distance
 
-    def __getstate__(self) -> Dict[str, Any]:
-        """Picklable (for worker processes): the compiled steps stay behind."""
-        state = dict(self.__dict__)
-        state["_compiled"] = None
-        return state
+    def __getattr__(self, name: str) -> Any:
+        """The settings as attributes (``attack.steps``, ``attack.alpha``, ...)."""
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in ALMASettings.__dataclass_fields__:
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._compiled = weakref.WeakKeyDictionary()
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ALMASettings.__dataclass_fields__:
+            raise AttributeError(
+                f"ALMA's settings are frozen (validated once, and the key of its compiled "
+                f"steps): make a new ALMA(..., {name}={value!r}) instead of setting {name}"
+            )
+        super().__setattr__(name, value)
 
     def __repr__(self) -> str:
+        s = self.settings
         return (
-            f"{type(self).__name__}(distance={self._distance.name!r}, steps={self.steps}, "
-            f"penalty={self.penalty.name!r}, init_lr_distance={self.init_lr_distance})"
+            f"{type(self).__name__}(distance={s.distance.name!r}, steps={s.steps}, "
+            f"penalty={s.penalty.name!r}, init_lr_distance={s.init_lr_distance})"
         )
 
     # Foolbox marks __call__ final; ALMA overrides it to check the inputs before Foolbox's bare
@@ -192,7 +325,7 @@ class ALMA(MinimizationAttack):
         x, restore_type = ep.astensor_(inputs)
         checks.check_model_has_gradients(model, x)
         checks.check_inputs(x, model)
-        criterion = _as_criterion(criterion, x)
+        criterion = checks.as_criterion(criterion, x)
         if len(x) == 0:  # Foolbox's own bound check cannot take an empty batch
             return _empty_results(x, restore_type, epsilons)
         return super().__call__(model, inputs, criterion, epsilons=epsilons, **kwargs)
@@ -209,46 +342,47 @@ class ALMA(MinimizationAttack):
         """Returns the adversarial inputs (ALMA minimises, so ``early_stop`` is ignored)."""
         raise_if_kwargs(kwargs)
         x, restore_type = ep.astensor_(inputs)
-        criterion_ = _as_criterion(criterion, x)
+        criterion_ = checks.as_criterion(criterion, x)
         del inputs, criterion, kwargs, early_stop
 
         checks.check_model_has_gradients(model, x)
         checks.check_inputs(x, model)
-        targeted, classes = _read_criterion(criterion_)
+        targeted, classes = checks.read_criterion(criterion_)
         checks.check_classes(classes, len(x), targeted)
         if len(x) == 0:
             return restore_type(x)
 
+        lo, hi = model.bounds
         problem = _Problem(
             model=model,
             targeted=targeted,
-            lo=model.bounds[0],
-            scale=model.bounds[1] - model.bounds[0],  # the attack runs in [0, 1] coordinates
-            distance_fn=self._distance.bind(model.bounds, getattr(model, "data_format", None)),
-            distance_scale=(model.bounds[1] - model.bounds[0])
-            if self._distance.homogeneous
-            else 1.0,
+            lo=lo,
+            scale=hi - lo,
+            distance_fn=self.distance.bind(model.bounds, getattr(model, "data_format", None)),
+            distance_scale=(hi - lo) if self.distance.homogeneous else 1.0,
         )
         bar = tqdm(
             total=self.steps, desc="ALMA", unit="step", disable=not self.progress, leave=False
         )
         try:
-            state = self._first_step(problem, x, classes, self._initial_state(x))
+            # Line 1: x~(0) = x, with rho(0), mu(0) and the optimiser's state.
+            state = self._initial_state(x)
+            state = self._iteration(problem, state, 0, x, classes, first=True)
             bar.update(1)  # the bar counts all N steps, step 0 included
             step = self._step_function(problem, x, classes)
-            for i in range(1, self.steps):
+            for i in range(1, self.steps):  # Line 2
                 state = step(state, i, x, classes)
                 bar.update(1)
                 if self.progress and ((i + 1) % self.check_steps == 0 or i == self.steps - 1):
                     bar.set_postfix(success=f"{state.adv_found.float32().mean().item():.1%}")
         finally:
             bar.close()
-        return restore_type(state.best_adv)
+        return restore_type(state.best_adv)  # Line 17
 
     # -- Algorithm 2 ----------------------------------------------------------------------------
 
     def _initial_state(self, x: ep.Tensor) -> "ALMAState":
-        n = len(x)
+        n, s = len(x), self.settings
 
         def per_sample(value: float) -> ep.Tensor:
             return ep.full(x, (n,), value).astype(x.dtype)
@@ -256,143 +390,110 @@ class ALMA(MinimizationAttack):
         square_avg, momentum_buffer = rmsprop_init(x)
         return ALMAState(
             x_adv=x,
-            rho=per_sample(self.rho_init),
-            mu=per_sample(self.mu_init),
+            rho=per_sample(s.rho_init),
+            mu=per_sample(s.mu_init),
             prev_dlr=per_sample(0.0),
             logit_scale=per_sample(1.0),
-            lr=per_sample(self.lr_init),
+            lr=per_sample(s.lr_init),
             square_avg=square_avg,
             momentum_buffer=momentum_buffer,
             adv_found=ep.zeros(x, (n,)).bool(),
-            step_found=per_sample(self.steps + 1),  # no decay until found
+            step_found=per_sample(s.steps + 1),  # no decay until found
             best_dist=per_sample(math.inf),
             best_adv=x,
         )
 
-    def _constraint_and_distance(
+    def _iteration(
         self,
-        problem: "_Problem",
+        p: "_Problem",
+        state: "ALMAState",
+        i: Any,
         x: ep.Tensor,
         classes: ep.Tensor,
-        x_adv: ep.Tensor,
-        logits: ep.Tensor,
-        logit_scale: ep.Tensor,
-    ) -> Tuple[ep.Tensor, ep.Tensor]:
-        constraint = targeted_dlr_plus if problem.targeted else dlr_plus
-        dlr = constraint(logits, classes, self.logit_tolerance, logit_scale)
-        dist = problem.distance_fn(x, x_adv) / problem.distance_scale
-        return dlr, dist
-
-    def _first_step(
-        self, problem: "_Problem", x: ep.Tensor, classes: ep.Tensor, state: "ALMAState"
+        first: bool = False,
     ) -> "ALMAState":
-        """Step 0 (eager): checks the logits, takes the penalty term alone (the distance has no
-        useful gradient, for L2 a NaN, at a zero perturbation) and finds the learning rates."""
+        """Iteration ``i`` of Algorithm 2: a pure function of the state (``i`` a Python int, or a
+        0-d tensor when the step is compiled). ``first`` (step 0, always eager) also checks the
+        logits, leaves the distance out of the loss (it has no useful gradient, for L2 a NaN, at
+        a zero perturbation) and finds each sample's learning rate."""
+        s = self.settings
+        check = not first and (i + 1) % s.check_steps == 0  # a bool, or a tensor when compiled
 
-        def objective(x_adv: ep.Tensor) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
-            logits = problem.model(x_adv)
-            checks.check_logits(logits, len(x))
-            checks.check_classes_range(classes, logits.shape[-1], problem.targeted)
+        def lagrangian(x_adv: ep.Tensor) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
+            # Lines 3-4: the logits z = f(x~) and the constraint d = DLR+(z, y) (tDLR+ targeted).
+            logits = p.model(x_adv)
             logit_scale = state.logit_scale
-            if logits.shape[-1] == 2:  # see constraints: the clean logit gap normalises
-                logit_scale = stop_gradient(two_class_gap(logits))
-            dlr, dist = self._constraint_and_distance(
-                problem, x, classes, x_adv, logits, logit_scale
-            )
-            loss = self.penalty(dlr, state.rho, state.mu)
-            return loss.sum(), (stop_gradient(dlr), stop_gradient(dist), logit_scale)
-
-        _, (dlr, dist, logit_scale), grad = value_aux_and_grad(objective, x)
-        grad = grad * problem.scale  # the gradient in [0, 1] coordinates
-        lr = state.lr
-        if self.init_lr_distance > 0:
-            grad = _replace_vanishing_gradients(grad)
-            lo, scale = problem.lo, problem.scale
-            lr = find_initial_lr(
-                lambda u: problem.distance_fn(x, lo + scale * u) / problem.distance_scale,
-                (x - lo) / scale,
-                grad,
-                self.init_lr_distance,
-            )
-        state = state._replace(prev_dlr=dlr, logit_scale=logit_scale, lr=lr)
-        return self._advance(problem, state, grad, dlr, dist, 0)
-
-    def _step(
-        self,
-        problem: "_Problem",
-        state: "ALMAState",
-        i: Any,
-        x: ep.Tensor,
-        classes: ep.Tensor,
-    ) -> "ALMAState":
-        """Step i >= 1 of Algorithm 2: a pure function of the state (``i`` a Python int, or a
-        0-d tensor when the step is compiled)."""
-        check = (i + 1) % self.check_steps == 0
-
-        def objective(x_adv: ep.Tensor) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
-            logits = problem.model(x_adv)
-            dlr, dist = self._constraint_and_distance(
-                problem, x, classes, x_adv, logits, state.logit_scale
-            )
-            dlr_value = stop_gradient(dlr)
-            # Lines 10-12: grow rho while no adversarial is found and the constraint did not
-            # improve by a factor tau over the last M steps.
-            rho = state.rho
+            if first:
+                checks.check_logits(logits, len(x))
+                checks.check_classes_range(classes, logits.shape[-1], p.targeted)
+                if logits.shape[-1] == 2:  # see constraints: the clean logit gap normalises
+                    logit_scale = stop_gradient(two_class_gap(logits))
+            constraint = targeted_dlr_plus if p.targeted else dlr_plus
+            dlr = constraint(logits, classes, s.logit_tolerance, logit_scale)
+            dist = p.distance_fn(x, x_adv) / p.distance_scale
+            d = stop_gradient(dlr)
+            # Lines 10-13, placed before lines 5-6 as in adv_lib (module docstring): rho grows
+            # every M steps while no adversarial is found and d did not fall below tau * d(i-M).
+            rho, prev_dlr = state.rho, d if first else state.prev_dlr
             if check is not False:  # eagerly, only on check steps; compiled, a select
-                improved = dlr_value < self.tau * state.prev_dlr
+                improved = d < s.tau * state.prev_dlr
                 kept = ep.logical_or(state.adv_found, improved)
-                rho = _select(check, ep.where(kept, rho, self.gamma * rho), rho)
-            prev_dlr = _select(check, dlr_value, state.prev_dlr)
-            # Lines 5-6: EMA of dP/dy, projected onto [mu_min, mu_max].
-            new_mu = self.penalty.grad(dlr_value, rho, state.mu)
-            mu = ep.clip(self.alpha * state.mu + (1 - self.alpha) * new_mu, MU_MIN, MU_MAX)
-            # Line 7: the augmented Lagrangian.
-            loss = dist + self.penalty(dlr, rho, mu)
-            return loss.sum(), (dlr_value, stop_gradient(dist), rho, mu, prev_dlr)
+                rho = _select(check, ep.where(kept, rho, s.gamma * rho), rho)
+                prev_dlr = _select(check, d, state.prev_dlr)
+            # Lines 5-6: mu follows an EMA of dP/dd, projected onto [mu_min, mu_max] (from i = 1).
+            mu = state.mu
+            if not first:
+                mu_hat = s.penalty.grad(d, rho, state.mu)
+                mu = ep.clip(s.alpha * state.mu + (1 - s.alpha) * mu_hat, MU_MIN, MU_MAX)
+            # Line 7: the augmented Lagrangian L = D(x~, x) + P(d, rho, mu).
+            penalty = s.penalty(dlr, rho, mu)
+            loss = penalty if first else dist + penalty
+            return loss.sum(), (d, stop_gradient(dist), rho, mu, prev_dlr, logit_scale)
 
-        _, aux, grad = value_aux_and_grad(objective, state.x_adv)
-        dlr, dist, rho, mu, prev_dlr = aux
-        state = state._replace(rho=rho, mu=mu, prev_dlr=prev_dlr)
-        return self._advance(problem, state, grad * problem.scale, dlr, dist, i)
-
-    def _advance(
-        self,
-        problem: "_Problem",
-        state: "ALMAState",
-        grad: ep.Tensor,
-        dlr: ep.Tensor,
-        dist: ep.Tensor,
-        i: Any,
-    ) -> "ALMAState":
-        """Tracks the best adversarial, then takes the RMSProp step and projects onto the box."""
+        # Line 8: g = dL/dx~, in the [0, 1] coordinates (module docstring).
+        _, (dlr, dist, rho, mu, prev_dlr, logit_scale), grad = value_aux_and_grad(
+            lagrangian, state.x_adv
+        )
+        grad = grad * p.scale
+        lr = state.lr
+        if first and s.init_lr_distance > 0:  # each sample's first step moves it this far
+            grad = _replace_vanishing_gradients(grad)
+            lr = find_initial_lr(
+                lambda u: p.distance_fn(x, p.lo + p.scale * u) / p.distance_scale,
+                (x - p.lo) / p.scale,
+                grad,
+                s.init_lr_distance,
+            )
+        # Line 17's bookkeeping: the closest adversarial so far, and when each was first found.
         ndim = grad.ndim
         is_adv = dlr < 0
         is_both = ep.logical_and(is_adv, dist < state.best_dist)
         newly_found = ep.logical_and(is_adv, ep.logical_not(state.adv_found))
         step_found = ep.where(newly_found, i * ep.ones_like(state.step_found), state.step_found)
-        best_dist = ep.where(is_both, dist, state.best_dist)
-        best_adv = ep.where(batch_view(is_both, ndim), state.x_adv, state.best_adv)
-        adv_found = ep.logical_or(state.adv_found, is_adv)
-
-        step_lr = exponential_decay(state.lr, self.lr_reduction, i, step_found, self.steps)
+        # Line 9: an RMSProp step with momentum, its learning rate decaying from the step the
+        # sample was first found, projected onto the box (and quantised when asked).
+        step_lr = exponential_decay(lr, s.lr_reduction, i, step_found, s.steps)
         direction, (square_avg, momentum_buffer) = rmsprop_update(
-            grad,
-            RMSPropState(state.square_avg, state.momentum_buffer),
-            self.alpha_rms,
-            self.momentum,
+            grad, RMSPropState(state.square_avg, state.momentum_buffer), s.alpha_rms, s.momentum
         )
-        lo, scale = problem.lo, problem.scale
-        x_adv = ep.clip(state.x_adv - scale * batch_view(step_lr, ndim) * direction, lo, lo + scale)
-        if self.levels is not None:
-            x_adv = _quantise(x_adv, lo, scale, self.levels)
-        return state._replace(
+        x_adv = ep.clip(
+            state.x_adv - p.scale * batch_view(step_lr, ndim) * direction, p.lo, p.lo + p.scale
+        )
+        if s.levels is not None:
+            x_adv = _quantise(x_adv, p.lo, p.scale, s.levels)
+        return ALMAState(
             x_adv=x_adv,
+            rho=rho,
+            mu=mu,
+            prev_dlr=prev_dlr,
+            logit_scale=logit_scale,
+            lr=lr,
             square_avg=square_avg,
             momentum_buffer=momentum_buffer,
-            adv_found=adv_found,
+            adv_found=ep.logical_or(state.adv_found, is_adv),
             step_found=step_found,
-            best_dist=best_dist,
-            best_adv=best_adv,
+            best_dist=ep.where(is_both, dist, state.best_dist),
+            best_adv=ep.where(batch_view(is_both, ndim), state.x_adv, state.best_adv),
         )
 
     # -- compilation --------------------------------------------------------------------------
@@ -401,36 +502,21 @@ class ALMA(MinimizationAttack):
         self, problem: "_Problem", x: ep.Tensor, classes: ep.Tensor
     ) -> Callable[..., "ALMAState"]:
         """The step to call for i >= 1: compiled (tf.function / jax.jit) where asked and
-        possible, else eager. Compiled steps are cached per model, input shape and dtype, so a
-        second batch of the same shape reuses the trace."""
+        possible, else eager. Compiled steps live in :data:`foolbox_alma._compile.STEPS`, per
+        model, input shape, dtype and settings, so later batches, shards and ALMA objects with
+        the same settings reuse the trace."""
         framework = framework_name(x)
-        use_compiled = self.compile is True or (self.compile == "auto")
-        if not use_compiled or framework not in ("tensorflow", "jax"):
+        if self.compile is False or framework not in ("tensorflow", "jax"):
 
             def eager(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
-                return self._step(problem, state, i, x, classes)
+                return self._iteration(problem, state, i, x, classes)
 
             return eager
 
-        key = (
-            framework,
-            tuple(x.shape),
-            str(x.dtype),
-            str(classes.dtype),
-            problem.targeted,
-            self._settings(),
+        key = (framework, tuple(x.shape), str(x.dtype), str(classes.dtype), problem.targeted)
+        compiled = STEPS.get(
+            problem.model, key + (self.settings,), lambda: self._compile(problem, framework)
         )
-        per_model = self._compiled.setdefault(problem.model, {})
-        if key not in per_model:
-
-            def traced(
-                state: "ALMAState", i: ep.Tensor, x: ep.Tensor, classes: ep.Tensor
-            ) -> "ALMAState":
-                self.trace_count += 1  # runs once per trace, not per call
-                return self._step(problem, state, i, x, classes)
-
-            per_model[key] = compile_step(traced, framework)
-        compiled = per_model[key]
 
         def call(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
             step_index = ep.full(x, (), i).astype(x.dtype)
@@ -438,21 +524,17 @@ class ALMA(MinimizationAttack):
 
         return call
 
-    def _settings(self) -> Tuple[Any, ...]:
-        return (
-            self._distance,
-            self.steps,
-            self.penalty,
-            self.lr_reduction,
-            self.check_steps,
-            self.tau,
-            self.gamma,
-            self.alpha,
-            self.alpha_rms,
-            self.momentum,
-            self.logit_tolerance,
-            self.levels,
-        )
+    def _compile(self, problem: "_Problem", framework: str) -> Callable[..., "ALMAState"]:
+        # The cache holds models weakly: the compiled step reaches its model through a weak
+        # reference only (a strong one would keep every attacked model alive).
+        model = weakref.ref(problem.model)
+        template = problem._replace(model=None)
+
+        def traced(state: "ALMAState", i: ep.Tensor, x: ep.Tensor, classes: ep.Tensor) -> Any:
+            self.trace_count += 1  # runs once per trace, not per call
+            return self._iteration(template._replace(model=model()), state, i, x, classes)
+
+        return compile_step(traced, framework)
 
 
 class ALMAState(NamedTuple):
@@ -479,9 +561,9 @@ class _Problem(NamedTuple):
     model: Any
     targeted: bool
     lo: float
-    scale: float
+    scale: float  # hi - lo: the attack runs in [0, 1] coordinates
     distance_fn: Callable[[ep.Tensor, ep.Tensor], ep.Tensor]
-    distance_scale: float
+    distance_scale: float  # hi - lo for the Lp norms, 1 for distances of [0, 1] images
 
 
 def _select(condition: Any, if_true: ep.Tensor, if_false: ep.Tensor) -> ep.Tensor:
@@ -489,76 +571,6 @@ def _select(condition: Any, if_true: ep.Tensor, if_false: ep.Tensor) -> ep.Tenso
     if isinstance(condition, bool):
         return if_true if condition else if_false
     return ep.where(condition, if_true, if_false)
-
-
-def _read_criterion(criterion: Any) -> Tuple[bool, ep.Tensor]:
-    if isinstance(criterion, Misclassification):
-        return False, criterion.labels
-    if isinstance(criterion, TargetedMisclassification):
-        return True, criterion.target_classes
-    raise ValueError(
-        "ALMA supports labels, fb.criteria.Misclassification and "
-        f"fb.criteria.TargetedMisclassification, got {type(criterion).__name__}"
-    )
-
-
-def _as_criterion(criterion: Any, x: ep.Tensor) -> Any:
-    """A Foolbox criterion with its classes on the inputs' framework. Labels may be given as a
-    native tensor, an EagerPy tensor, a NumPy integer array, or a Python list or tuple of ints
-    (Foolbox's own ``get_criterion`` takes tensors only)."""
-    if isinstance(criterion, (list, tuple, np.ndarray, np.generic, int)):
-        criterion = Misclassification(ep.from_numpy(x, _labels_array(criterion, "labels")))
-    return _criterion_like(get_criterion(criterion), x)
-
-
-def _labels_array(value: Any, name: str) -> np.ndarray:
-    """``value`` as a 1-D array of class indices, or an error saying what was given."""
-    given = f"{type(value).__name__}"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        raise ValueError(
-            f"{name} must hold one class index per input (a list, tuple, array or tensor of "
-            f"shape (N,)), got the single integer {value}"
-        )
-    try:
-        array = np.asarray(value)
-    except ValueError as error:  # ragged nested lists
-        raise ValueError(
-            f"{name} must be a flat sequence of integer class indices, got a ragged {given} "
-            f"({error})"
-        ) from None
-    if array.dtype.kind not in "iu":
-        sample = repr(value[:3] if isinstance(value, (list, tuple)) else array.ravel()[:3])
-        raise TypeError(
-            f"{name} must be integer class indices (a list or tuple of ints, an integer "
-            f"array or tensor), got a {given} of {array.dtype} values such as {sample}"
-        )
-    if array.ndim != 1:
-        raise ValueError(
-            f"{name} must hold one class index per input, shape (N,), got a {given} of shape "
-            f"{array.shape}"
-        )
-    return np.array(array, copy=True)
-
-
-def _criterion_like(criterion: Any, x: ep.Tensor) -> Any:
-    """The criterion with its classes on the inputs' framework (lists and NumPy arrays accepted)."""
-    if not isinstance(criterion, (Misclassification, TargetedMisclassification)):
-        return criterion
-    targeted, given = _read_criterion(criterion)
-    classes = given
-    if type(classes) is not type(x):
-        raw = classes.numpy() if isinstance(classes, ep.Tensor) else np.asarray(classes)
-        if raw.dtype.kind not in "iu":
-            return criterion  # the dtype check names the problem
-        classes = ep.from_numpy(x, np.array(raw))  # a writable copy
-    # Foolbox compares the classes with argmax outputs, and EagerPy's TensorFlow backend fails on
-    # mixed integer dtypes: use the dtype argmax returns on this framework.
-    index_dtype = ep.zeros(x, (1, 2)).argmax(axis=-1).dtype
-    if classes.dtype != index_dtype and checks.is_integer(classes):
-        classes = classes.astype(index_dtype)
-    elif classes is given:
-        return criterion
-    return TargetedMisclassification(classes) if targeted else Misclassification(classes)
 
 
 def _replace_vanishing_gradients(grad: ep.Tensor) -> ep.Tensor:

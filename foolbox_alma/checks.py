@@ -2,15 +2,19 @@
 
 Foolbox itself checks the input bounds with bare ``assert`` statements; the attack checks everything
 first so that users get a ``ValueError`` or ``TypeError`` that says what is wrong. Nothing here
-modifies the tensors it looks at.
+modifies the tensors it looks at. Labels and criteria given in any form (lists, NumPy arrays,
+tensors of another framework) become a Foolbox criterion on the inputs' framework here
+(:func:`as_criterion`).
 """
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import eagerpy as ep
 import foolbox as fb
 import numpy as np
+from foolbox.attacks.base import get_criterion
+from foolbox.criteria import Misclassification, TargetedMisclassification
 
 
 def check_model_has_gradients(model: Any, x: ep.Tensor) -> None:
@@ -132,3 +136,77 @@ def _is_real(value: Any) -> bool:
         and not isinstance(value, bool)
         and math.isfinite(value)
     )
+
+
+# -- criteria -------------------------------------------------------------------------------------
+
+
+def read_criterion(criterion: Any) -> Tuple[bool, ep.Tensor]:
+    """``(targeted, classes)`` of a Foolbox criterion ALMA supports."""
+    if isinstance(criterion, Misclassification):
+        return False, criterion.labels
+    if isinstance(criterion, TargetedMisclassification):
+        return True, criterion.target_classes
+    raise ValueError(
+        "ALMA supports labels, fb.criteria.Misclassification and "
+        f"fb.criteria.TargetedMisclassification, got {type(criterion).__name__}"
+    )
+
+
+def as_criterion(criterion: Any, x: ep.Tensor) -> Any:
+    """A Foolbox criterion with its classes on the inputs' framework. Labels may be given as a
+    native tensor, an EagerPy tensor, a NumPy integer array, or a Python list or tuple of ints
+    (Foolbox's own ``get_criterion`` takes tensors only)."""
+    if isinstance(criterion, (list, tuple, np.ndarray, np.generic, int)):
+        criterion = Misclassification(ep.from_numpy(x, labels_array(criterion, "labels")))
+    return _criterion_like(get_criterion(criterion), x)
+
+
+def labels_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a 1-D array of class indices (a copy), or an error saying what was given."""
+    given = f"{type(value).__name__}"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        raise ValueError(
+            f"{name} must hold one class index per input (a list, tuple, array or tensor of "
+            f"shape (N,)), got the single integer {value}"
+        )
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(
+            f"{name} must be a flat sequence of integer class indices, got a ragged {given} "
+            f"({error})"
+        ) from None
+    if array.dtype.kind not in "iu":
+        sample = repr(value[:3] if isinstance(value, (list, tuple)) else array.ravel()[:3])
+        raise TypeError(
+            f"{name} must be integer class indices (a list or tuple of ints, an integer "
+            f"array or tensor), got a {given} of {array.dtype} values such as {sample}"
+        )
+    if array.ndim != 1:
+        raise ValueError(
+            f"{name} must hold one class index per input, shape (N,), got a {given} of shape "
+            f"{array.shape}"
+        )
+    return np.array(array, copy=True)
+
+
+def _criterion_like(criterion: Any, x: ep.Tensor) -> Any:
+    """The criterion with its classes on the inputs' framework (lists and NumPy arrays accepted)."""
+    if not isinstance(criterion, (Misclassification, TargetedMisclassification)):
+        return criterion
+    targeted, given = read_criterion(criterion)
+    classes = given
+    if type(classes) is not type(x):
+        raw = classes.numpy() if isinstance(classes, ep.Tensor) else np.asarray(classes)
+        if raw.dtype.kind not in "iu":
+            return criterion  # the dtype check names the problem
+        classes = ep.from_numpy(x, np.array(raw))  # a writable copy
+    # Foolbox compares the classes with argmax outputs, and EagerPy's TensorFlow backend fails on
+    # mixed integer dtypes: use the dtype argmax returns on this framework.
+    index_dtype = ep.zeros(x, (1, 2)).argmax(axis=-1).dtype
+    if classes.dtype != index_dtype and is_integer(classes):
+        classes = classes.astype(index_dtype)
+    elif classes is given:
+        return criterion
+    return TargetedMisclassification(classes) if targeted else Misclassification(classes)

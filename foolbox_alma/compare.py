@@ -16,10 +16,18 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
+import eagerpy as ep
 import numpy as np
 
-from ._runtime import FRAMEWORK_ALIASES, FRAMEWORKS, framework_installed
+from . import zoo
+from ._io import markdown_table
+from ._runtime import FRAMEWORK_ALIASES, FRAMEWORKS, framework_installed, to_native
+from .alma import default_alpha
+from .distances import get_distance
+from .evaluation import evaluate
 from .metrics import format_median, median_distance, success_rate
+from .pipeline.engine import measure
+from .pipeline.models import model_of, parse_model_spec
 
 DISTANCES = ("l2", "l1", "ciede2000", "ssim", "lpips")
 """Distances the demo and the comparison offer (any name of :func:`~foolbox_alma.distances.get_distance`
@@ -118,13 +126,6 @@ def parse_frameworks(names: Optional[Sequence[str]]) -> List[str]:
     return frameworks
 
 
-def default_alpha(steps: int) -> float:
-    """ALMA's default EMA weight for the budget (0.5 up to 100 steps, 0.9 from 1000)."""
-    from .alma import default_alpha as alma_default
-
-    return alma_default(steps)
-
-
 def run_alma(
     framework: str,
     model: str = "smallcnn",
@@ -152,17 +153,9 @@ def run_alma(
         batch_size: images per attack call.
         progress: show ALMA's progress bar.
     """
-    import eagerpy as ep
-
-    from . import zoo
-    from .evaluation import evaluate
-    from .evaluation.models import parse_model_spec
-
     if not 1 <= images <= zoo.smallcnn.HELDOUT_SIZE:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
     if distance not in _P:
-        from .distances import get_distance
-
         get_distance(distance)  # an unknown name is an error that lists the known ones
     framework = parse_frameworks([framework])[0]
     alpha = default_alpha(steps) if alpha is None else alpha
@@ -210,17 +203,12 @@ def run_alma(
 
 def _measured(spec: Any, distance: str, x: np.ndarray, adversarials: np.ndarray) -> np.ndarray:
     """Per-sample perceptual distances of every returned point (adversarial or not)."""
-    from ._runtime import to_native
-    from .evaluation.engine import load_model, measure
-
-    fmodel = load_model(spec)
+    fmodel = model_of(spec)
     return measure(distance, fmodel, to_native(fmodel, x), to_native(fmodel, adversarials))
 
 
 def _data_format(spec: Any) -> str:
-    from .evaluation.engine import load_model
-
-    return getattr(load_model(spec), "data_format", None) or "channels_first"
+    return getattr(model_of(spec), "data_format", None) or "channels_first"
 
 
 def compare_frameworks(
@@ -301,16 +289,19 @@ def format_table(comparison: Comparison) -> str:
     """The runs as a Markdown table, then the per-sample disagreements with the reference."""
     first = comparison.reference
     name = first.distance.upper()
-    lines = [
-        f"| framework | layout | ASR (%) | median {name} | forwards / backwards | seconds |",
-        "|---|---|---|---|---|---|",
+    header = ["framework", "layout", "ASR (%)", f"median {name}", "forwards / backwards"]
+    rows = [
+        [
+            r.framework,
+            r.data_format.replace("channels_", "channels-"),
+            f"{100 * r.asr:.2f}",
+            format_median(r.median, 5),
+            f"{r.forwards:.0f} / {r.backwards:.0f}",
+            f"{r.seconds:.1f}",
+        ]
+        for r in comparison.runs
     ]
-    for r in comparison.runs:
-        lines.append(
-            f"| {r.framework} | {r.data_format.replace('channels_', 'channels-')} "
-            f"| {100 * r.asr:.2f} | {format_median(r.median, 5)} "
-            f"| {r.forwards:.0f} / {r.backwards:.0f} | {r.seconds:.1f} |"
-        )
+    lines = [markdown_table(header + ["seconds"], rows)]
     if not comparison.disagreements:
         lines.append("")
         lines.append("only one framework: nothing to compare")
@@ -330,9 +321,7 @@ def format_table(comparison: Comparison) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .zoo import ARCHITECTURES
-
-    parser.add_argument("--model", choices=ARCHITECTURES, default="smallcnn", help="zoo model")
+    parser.add_argument("--model", choices=zoo.ARCHITECTURES, default="smallcnn", help="zoo model")
     parser.add_argument(
         "--distance", default="l2", help=f"distance ALMA minimises: {', '.join(DISTANCES)}"
     )
@@ -356,8 +345,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from . import zoo
-
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     comparison = compare_frameworks(

@@ -246,9 +246,12 @@ def counted_model(model: fb.Model) -> Iterator[Tuple[fb.Model, Any, "CountingRes
 
     Yields ``(fmodel, module, result)``: the Foolbox model to attack, the ``torch.nn.Module``
     to give attacks that call a PyTorch module directly (None off PyTorch), and a
-    :class:`CountingResult` whose ``counter`` holds the counts (read it after the block).
+    :class:`CountingResult` whose ``counter`` holds the counts (read it after the block; compare
+    readings taken before and after what is measured).
     On a ``fb.PyTorchModel`` the module's hooks count and ``fmodel`` is the model itself;
-    elsewhere ``fmodel`` is a :class:`CountingModel`.
+    elsewhere ``fmodel`` is a :class:`CountingModel`, the same one every time for the same model:
+    the attack's compiled steps are cached per model they see, so a new wrapper per batch or
+    shard would trace them again (seconds on a large TensorFlow model).
     """
     module = torch_module_of(model)
     result = CountingResult()
@@ -257,9 +260,27 @@ def counted_model(model: fb.Model) -> Iterator[Tuple[fb.Model, Any, "CountingRes
             result._counter = counter
             yield model, module, result
         return
-    counting = CountingModel(model)
+    counting = counting_model_of(model)
     result._source = counting
     yield counting, None, result
+
+
+def counting_model_of(model: fb.Model) -> "CountingModel":
+    """The :class:`CountingModel` of ``model``, made once and kept on the model itself (a
+    reference cycle the garbage collector frees with the model; a cache keyed by the model would
+    keep it alive)."""
+    counting = getattr(model, _COUNTING_ATTRIBUTE, None)
+    if isinstance(counting, CountingModel) and counting.model is model:
+        return counting
+    counting = CountingModel(model)
+    try:
+        setattr(model, _COUNTING_ATTRIBUTE, counting)
+    except AttributeError:  # a model that takes no attributes gets a new wrapper each time
+        pass
+    return counting
+
+
+_COUNTING_ATTRIBUTE = "_foolbox_alma_counting"
 
 
 class CountingResult:

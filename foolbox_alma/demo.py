@@ -11,6 +11,8 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from . import zoo
+from ._io import markdown_table
 from .compare import AttackRun, run_alma
 from .metrics import format_median
 
@@ -21,8 +23,6 @@ DemoResult = AttackRun
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .zoo import ARCHITECTURES
-
     parser.add_argument(
         "--framework",
         choices=("torch", "tensorflow", "jax"),
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        choices=ARCHITECTURES,
+        choices=zoo.ARCHITECTURES,
         default="smallcnn",
         help="zoo model: the regular MNIST SmallCNN, the L2-robust (DDN-trained) one, or a "
         "colour CNN (3x32x32 colour MNIST)",
@@ -75,8 +75,6 @@ def run_demo(
     hooks on PyTorch and with a counting wrapper on TensorFlow and JAX
     (:func:`foolbox_alma.counting.counted_model`).
     """
-    from .zoo import load_heldout
-
     if not 1 <= images <= 1000:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
     results = [
@@ -93,23 +91,25 @@ def run_demo(
         )
         for distance in distances
     ]
-    x_np, y_np = load_heldout(model, images)
+    x_np, y_np = zoo.load_heldout(model, images)
     clean_accuracy = results[0].clean_accuracy if results else float("nan")
     return x_np, y_np, clean_accuracy, results
 
 
 def format_table(results: Sequence[DemoResult], steps: int, targeted: bool) -> str:
     kind = "targeted" if targeted else "untargeted"
-    lines = [
-        f"| attack ({kind}) | ASR (%) | median distance | forwards / backwards | seconds |",
-        "|---|---|---|---|---|",
+    header = [f"attack ({kind})", "ASR (%)", "median distance", "forwards / backwards", "seconds"]
+    rows = [
+        [
+            f"ALMA {r.distance.upper()} {steps}",
+            f"{100 * r.asr:.2f}",
+            format_median(r.median),
+            f"{r.forwards:.0f} / {r.backwards:.0f}",
+            f"{r.seconds:.1f}",
+        ]
+        for r in results
     ]
-    for r in results:
-        lines.append(
-            f"| ALMA {r.distance.upper()} {steps} | {100 * r.asr:.2f} | {format_median(r.median)} "
-            f"| {r.forwards:.0f} / {r.backwards:.0f} | {r.seconds:.1f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, rows)
 
 
 def plot(
@@ -175,9 +175,7 @@ def _show_perturbation(ax: Any, delta: np.ndarray) -> None:
 
 def _data_label(model: str) -> str:
     """The held-out data set of a zoo model, as the demo names it: MNIST, colour-MNIST, ..."""
-    from .zoo import HELDOUT_DATA
-
-    return HELDOUT_DATA.get(model, "mnist").replace("mnist", "MNIST")
+    return zoo.HELDOUT_DATA.get(model, "mnist").replace("mnist", "MNIST")
 
 
 def main(args: argparse.Namespace) -> int:

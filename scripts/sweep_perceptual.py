@@ -35,7 +35,7 @@ ALPHAS = [0.5, 0.6, 0.7, 0.77, 0.85, 0.9]
 
 def ruler(name: str) -> str:
     """The standard distance an attack's adversarials are measured with."""
-    from foolbox_alma.bench.attacks import STANDARD_RULER
+    from foolbox_alma.registry import STANDARD_RULER
 
     return STANDARD_RULER.get(name, name)
 
@@ -46,8 +46,9 @@ def run_one(
     from foolbox_alma import metrics
     from foolbox_alma.distances import get_distance
     from foolbox_alma.evaluation import evaluate
-    from foolbox_alma.evaluation.engine import load_model, measure
-    from foolbox_alma.evaluation.models import parse_model_spec
+    from foolbox_alma.pipeline.engine import measure
+    from foolbox_alma.pipeline.models import model_of
+    from foolbox_alma.pipeline.models import parse_model_spec
 
     spec = parse_model_spec(model)
     start = time.perf_counter()
@@ -65,7 +66,7 @@ def run_one(
         out=os.path.join(out, "runs", f"{distance}-{steps}-{init:g}-{alpha}"),
         progress=False,
     )
-    fmodel = load_model(spec)
+    fmodel = model_of(spec)
     from foolbox_alma._runtime import to_native
 
     x = to_native(fmodel, data[0])

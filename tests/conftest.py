@@ -1,5 +1,5 @@
 import pytest
-from frameworks import FRAMEWORKS, Framework, available
+from helpers import FRAMEWORKS, Framework, available
 
 
 @pytest.fixture(params=FRAMEWORKS)

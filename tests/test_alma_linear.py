@@ -9,67 +9,16 @@ small, so the box constraint is not active at the optimum (asserted).
 import foolbox as fb
 import numpy as np
 import pytest
-from frameworks import FRAMEWORKS, Framework, available
+from helpers import (
+    FRAMEWORKS,
+    Framework,
+    available,
+    linear_problem,
+    minimal_distances,
+    norms,
+)
 
 from foolbox_alma import ALMA
-
-
-def linear_problem(
-    n=50, d=20, k=10, margin_scale=0.5, spread=0.05, seed=0, dtype=np.float32, separated=None
-):
-    """Inputs uniform in 0.5 +- spread / 2, margins of order ``margin_scale``. With
-    ``separated=p``, only inputs whose nearest decision half-space (in Lp) is nearer than the second
-    by 20% are kept: where two are about equally near, any descent method may settle on the farther
-    one (a local optimum of the union of half-spaces)."""
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(k, d))
-    b = -w @ np.full(d, 0.5) + margin_scale * rng.normal(size=k)
-    x = 0.5 + spread * (rng.random((50 * n if separated else n, d)) - 0.5)
-    y = (x @ w.T + b).argmax(axis=1)
-    if separated:
-        gaps = np.sort(boundary_distances(w, b, x, y, separated), axis=1)
-        keep = np.flatnonzero(gaps[:, 1] >= 1.2 * gaps[:, 0])[:n]
-        assert len(keep) == n, len(keep)
-        x, y = x[keep], y[keep]
-    return w.astype(dtype), b.astype(dtype), x.astype(dtype), y
-
-
-def boundary_distances(w, b, x, y, p):
-    """Lp distance from each input to each half-space {z_j >= z_y} (inf for j = y)."""
-    dual = {2: 2, 1: np.inf}[p]
-    w, b, x = (a.astype(np.float64) for a in (w, b, x))
-    z = x @ w.T + b
-    dw = w[y][:, None, :] - w[None, :, :]  # (n, k, d)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dist = (z[np.arange(len(x)), y][:, None] - z) / np.linalg.norm(dw, ord=dual, axis=2)
-    dist[np.arange(len(x)), y] = np.inf
-    return dist
-
-
-def minimal_adversarials(w, b, x, y, p):
-    """The closed-form minimal Lp distances and the optimal points (box ignored)."""
-    dist = boundary_distances(w, b, x, y, p)
-    j = dist.argmin(axis=1)
-    best = dist[np.arange(len(x)), j]
-    dw = (w[y] - w[j]).astype(np.float64)
-    if p == 2:
-        step = best[:, None] * dw / np.linalg.norm(dw, axis=1, keepdims=True)
-    else:  # all the mass on the coordinate with the largest |dw|
-        i = np.abs(dw).argmax(axis=1)
-        step = np.zeros_like(dw)
-        step[np.arange(len(x)), i] = best * np.sign(dw[np.arange(len(x)), i])
-    return best, x - step
-
-
-def minimal_distances(w, b, x, y, p):
-    best, points = minimal_adversarials(w, b, x, y, p)
-    # the box constraint is inactive at the optimum: the closed form is the box's optimum too
-    assert points.min() > 0 and points.max() < 1
-    return best
-
-
-def norms(raw, x, p):
-    return np.linalg.norm((raw - x).reshape(len(x), -1).astype(np.float64), ord=p, axis=1)
 
 
 @pytest.mark.parametrize("p, steps", [(2, 500), (1, 500)])

@@ -7,10 +7,10 @@ import math
 import eagerpy as ep
 import numpy as np
 import pytest
-from frameworks import Framework
+from helpers import FRAMEWORKS, Framework, available
 
-from foolbox_alma import ALMA, metrics
-from foolbox_alma.bench import attacks as registry
+from foolbox_alma import ALMA, metrics, registry
+from foolbox_alma.alma import default_alpha
 from foolbox_alma.bench import run_benchmark
 from foolbox_alma.cli import main as cli_main
 from foolbox_alma.counting import CountingModel, counted_model
@@ -198,7 +198,7 @@ def test_registry_selects_groups_and_rejects_unknown_names():
     with pytest.raises(ValueError, match="pytorch only"):
         registry.select(["adv_lib-alma-l2"], "jax")
     assert registry.ATTACKS["cw-l2"].budget(100) == "9x100"
-    assert registry.alma_alpha(100) == 0.5 and registry.alma_alpha(1000) == 0.9
+    assert default_alpha(100) == 0.5 and default_alpha(1000) == 0.9
 
 
 # -- the command line, end to end -------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_cli_end_to_end(fw, tmp_path, capsys):
     assert "bench --framework" in record["info"]["command"]
 
     # a rerun with the same settings reuses the saved attacks
-    saved = out / "attacks" / "alma-l2@10.json"
+    saved = out / "attacks" / "alma-l2@10" / "shards" / "shard-000000.npz"
     stamp = saved.stat().st_mtime_ns
     assert cli_main(argv) == 0
     assert saved.stat().st_mtime_ns == stamp
@@ -277,18 +277,17 @@ def test_each_attack_keeps_its_own_dates_and_loaded_results_say_so(tmp_path):
     report.write_outputs(second, tmp_path / "second", title="t")
     collected = report.collect([tmp_path / "second"], tmp_path / "BENCHMARKS.md")
     assert f"* {lines[0]}" in collected and f"* {lines[1]}" in collected
-    # a result saved before dates were recorded still loads, and says so
-    path = tmp_path / "attacks" / "alma-l2@3.json"
+    # a run's results.json written before dates were recorded still loads, and says so
+    path = tmp_path / "second" / "results.json"
     record = json.loads(path.read_text())
-    del record["started"], record["finished"]
+    for result in record["results"]:
+        del result["started"], result["finished"]
     path.write_text(json.dumps(record))
-    old = run_benchmark(fmodel, x, y, attacks=["alma-l2"], steps=3, out=tmp_path, progress=False)
-    assert report.attack_dates(old) == ["alma-l2@3: date not recorded (loaded from an earlier run)"]
+    old, _ = report.load_run(tmp_path / "second")
+    assert report.attack_dates(old)[0] == "alma-l2@3: date not recorded (loaded from an earlier run)"
 
 
 def _first_available() -> str:
-    from frameworks import FRAMEWORKS, available
-
     names = [name for name in FRAMEWORKS if available(name)]
     if not names:
         pytest.skip("no framework installed")
@@ -328,8 +327,7 @@ def _fixed_perturbation(x: np.ndarray, own_scale=None) -> "registry.AttackSpec":
 
 
 def test_measured_distances_match_colour_science_and_scikit_image(fw, tmp_path):
-    from test_distances_ciede2000 import colour_ciede2000
-    from test_distances_ssim import skimage_distance
+    from helpers import colour_ciede2000, skimage_distance
 
     from foolbox_alma.bench import report
 

@@ -7,9 +7,9 @@ linear classifier (tests/test_alma_linear.py), on every backend.
 import eagerpy as ep
 import foolbox as fb
 import numpy as np
-from test_alma_linear import linear_problem, minimal_distances, norms
+from helpers import linear_problem, minimal_distances, norms
 
-from foolbox_alma.bench.attacks import ATTACKS, L2FMNAttack
+from foolbox_alma.registry import ATTACKS, L2FMNAttack
 
 
 def ball_projection(x, x0, epsilon):

@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 import pytest
-from frameworks import FRAMEWORKS, Framework, available
+from helpers import FRAMEWORKS, Framework, available
 
 from foolbox_alma import zoo
 from foolbox_alma.compare import (

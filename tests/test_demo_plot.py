@@ -10,7 +10,7 @@ from typing import Any, List
 
 import numpy as np
 import pytest
-from frameworks import available
+from helpers import available
 
 from foolbox_alma import demo, zoo
 from foolbox_alma.compare import AttackRun

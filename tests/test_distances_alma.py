@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from foolbox.criteria import Misclassification
 from foolbox.utils import _samples
-from test_distances_lpips import random_alexnet
+from helpers import random_alexnet
 
 from foolbox_alma import ALMA
 from foolbox_alma.distances import CIEDE2000, LPIPS

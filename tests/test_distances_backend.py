@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from backends import float64, to_tensor
+from helpers import float64, to_tensor
 
 import foolbox_alma.distances  # noqa: F401  (the module below, not the object)
 

@@ -5,25 +5,20 @@ import os
 
 import numpy as np
 import pytest
-from backends import directional_check, float64, to_numpy, to_tensor, value_and_grad
+from helpers import (
+    colour_ciede2000,
+    colour_lab,
+    directional_check,
+    float64,
+    to_numpy,
+    to_tensor,
+    value_and_grad,
+)
 
 from foolbox_alma.distances import CIEDE2000, ciede2000, delta_e_00, get_distance
 from foolbox_alma.distances.ciede2000 import srgb_to_lab
 
 SHARMA = np.loadtxt(os.path.join(os.path.dirname(__file__), "data", "ciede2000_sharma2005.txt"))
-
-
-def colour_lab(images: np.ndarray, channel_axis: int = 1, xyz_scale: float = 1.0) -> np.ndarray:
-    colour = pytest.importorskip("colour")
-    xyz = colour.sRGB_to_XYZ(np.moveaxis(images, channel_axis, -1))
-    return colour.XYZ_to_Lab(xyz * xyz_scale)
-
-
-def colour_ciede2000(x: np.ndarray, y: np.ndarray, xyz_scale: float = 1.0) -> np.ndarray:
-    """L2 norm over pixels of colour-science's Delta E00 (channels first)."""
-    colour = pytest.importorskip("colour")
-    de = colour.delta_E(colour_lab(x, 1, xyz_scale), colour_lab(y, 1, xyz_scale), "CIE 2000")
-    return np.sqrt((de**2).reshape(len(x), -1).sum(axis=1))
 
 
 def random_pair(shape=(2, 3, 8, 8), seed=0):

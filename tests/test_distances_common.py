@@ -5,8 +5,7 @@ import eagerpy as ep
 import foolbox as fb
 import numpy as np
 import pytest
-from backends import float64, to_tensor
-from test_distances_lpips import random_alexnet
+from helpers import float64, random_alexnet, to_tensor
 
 import foolbox_alma.distances as distances
 from foolbox_alma.distances import (

@@ -12,26 +12,21 @@ from typing import Dict
 
 import numpy as np
 import pytest
-from backends import BACKENDS, directional_check, float64, to_numpy, to_tensor, value_and_grad
+from helpers import (
+    BACKENDS,
+    directional_check,
+    float64,
+    random_alexnet,
+    to_numpy,
+    to_tensor,
+    value_and_grad,
+)
 
 from foolbox_alma.distances import LPIPS, convert_alexnet_weights, get_distance
-from foolbox_alma.distances.lpips import ALEXNET_SHAPES, default_alexnet_path
+from foolbox_alma.distances.lpips import default_alexnet_path
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "lpips_alex_random.npz")
 SHAPE = (2, 3, 35, 33)  # the smallest sizes that keep every layer, not square
-
-
-def random_alexnet(seed: int = 0, dead_last_layer: bool = False) -> Dict[str, np.ndarray]:
-    """Random AlexNet convolution weights (He initialisation, float32), reproducible anywhere."""
-    rng = np.random.default_rng(seed)
-    weights = {}
-    for index, shape in ALEXNET_SHAPES.items():
-        scale = np.sqrt(2 / np.prod(shape[1:]))
-        weights[f"features.{index}.weight"] = (rng.standard_normal(shape) * scale).astype("f4")
-        weights[f"features.{index}.bias"] = (rng.standard_normal(shape[:1]) * 0.1).astype("f4")
-    if dead_last_layer:  # every ReLU of the last layer off: features all zero at every pixel
-        weights["features.10.bias"][:] = -1e3
-    return weights
 
 
 def random_images(seed: int = 0, shape=SHAPE):

@@ -15,7 +15,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 import pytest
-from backends import BACKENDS, directional_check, float64, to_numpy, to_tensor, value_and_grad
+from helpers import BACKENDS, directional_check, float64, to_numpy, to_tensor, value_and_grad
 
 from foolbox_alma.distances import MSSSIM, get_distance, msssim
 from foolbox_alma.distances.msssim import FLOOR, MIN_SIZE, WEIGHTS, downsample, safe_power

@@ -3,26 +3,19 @@ differences, adv_lib's ssim_loss (oracle env)."""
 
 import numpy as np
 import pytest
-from backends import directional_check, float64, to_numpy, to_tensor, value_and_grad
+from helpers import (
+    directional_check,
+    float64,
+    skimage_distance,
+    to_numpy,
+    to_tensor,
+    value_and_grad,
+)
 
 from foolbox_alma.distances import SSIM, get_distance, ssim
 from foolbox_alma.distances.ssim import gaussian_window
 
 SHAPE = (2, 3, 16, 13)  # channels first; one shape for all tests keeps JAX's op cache warm
-
-
-def skimage_distance(x: np.ndarray, y: np.ndarray, channel_axis: int = 1) -> np.ndarray:
-    metrics = pytest.importorskip("skimage.metrics")
-    return np.array(
-        [
-            1
-            - metrics.structural_similarity(
-                a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                data_range=1, channel_axis=channel_axis - 1,
-            )
-            for a, b in zip(x, y)
-        ]
-    )  # fmt: skip
 
 
 def random_pair(shape=SHAPE, seed=0):

@@ -1,5 +1,5 @@
-"""The evaluation's input layers: model specs (foolbox_alma.evaluation.models) and data specs
-(foolbox_alma.evaluation.data). Every form loads, every bad input gets an error naming it.
+"""The evaluation's input layers: model specs (foolbox_alma.pipeline.models) and data specs
+(foolbox_alma.pipeline.data). Every form loads, every bad input gets an error naming it.
 
 Oracles: the framework's own outputs for the same network (the fixture's seeded networks, a
 TorchScript file against the module it was saved from, a Keras file against the Keras model, the
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from foolbox_alma import zoo
-from foolbox_alma.evaluation.data import Dataset, load_data
-from foolbox_alma.evaluation.models import ModelSpec, load_model, parse_model_spec
+from foolbox_alma.pipeline.data import Dataset, load_data
+from foolbox_alma.pipeline.models import ModelSpec, load_model, parse_model_spec
 
 FIXTURES = Path(__file__).resolve().parent / "evaluate_fixtures"
 MODELS_FILE = FIXTURES / "loader_models.py"

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from frameworks import available
+from helpers import available
 
 ROOT = Path(__file__).resolve().parents[1]
 

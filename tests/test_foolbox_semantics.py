@@ -3,22 +3,14 @@ and reproducible results."""
 
 import foolbox as fb
 import numpy as np
+from helpers import small_linear_problem
 
 from foolbox_alma import ALMA
 from foolbox_alma.distances import l1, l2
 
 
-def problem(fw, n=8, d=10, k=4, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(k, d)).astype(np.float32)
-    b = (-w @ np.full(d, 0.5) + 0.3 * rng.normal(size=k)).astype(np.float32)
-    x = rng.uniform(0.4, 0.6, size=(n, d)).astype(np.float32)
-    y = (x @ w.T + b).argmax(axis=1)
-    return fw.linear_model(w, b), x, y
-
-
 def test_epsilons_like_foolbox(fw):
-    model, x, y = problem(fw)
+    model, x, y = small_linear_problem(fw)
     attack = ALMA(steps=50)
     xt, yt = fw.tensor(x), fw.tensor(y)
     raw, clipped, success = attack(model, xt, yt)  # epsilons omitted: minimal adversarials
@@ -45,7 +37,7 @@ def test_epsilons_like_foolbox(fw):
 
 
 def test_criteria_objects_and_labels_agree(fw):
-    model, x, y = problem(fw)
+    model, x, y = small_linear_problem(fw)
     attack = ALMA(steps=30)
     by_labels = fw.numpy(attack(model, fw.tensor(x), fw.tensor(y))[0])
     criterion = fb.criteria.Misclassification(fw.tensor(y))
@@ -58,7 +50,7 @@ def test_criteria_objects_and_labels_agree(fw):
 
 
 def test_targeted_reaches_the_targets(fw):
-    model, x, y = problem(fw)
+    model, x, y = small_linear_problem(fw)
     targets = (y + 1) % 4
     criterion = fb.criteria.TargetedMisclassification(fw.tensor(targets))
     raw, _, success = ALMA(distance="l1", steps=100)(model, fw.tensor(x), criterion)
@@ -68,7 +60,7 @@ def test_targeted_reaches_the_targets(fw):
 
 
 def test_repeat_keeps_the_best(fw):
-    model, x, y = problem(fw)
+    model, x, y = small_linear_problem(fw)
     fw.seed(0)
     raws, _, success = ALMA(steps=20).repeat(2)(model, fw.tensor(x), fw.tensor(y), epsilons=[None])
     assert fw.numpy(success).all()
@@ -79,7 +71,7 @@ def test_repeat_keeps_the_best(fw):
 
 
 def test_run_returns_native_adversarials(fw):
-    model, x, y = problem(fw)
+    model, x, y = small_linear_problem(fw)
     out = ALMA(steps=10).run(model, fw.tensor(x), fw.tensor(y))
     assert isinstance(out, fw.tensor_type)
     out = fw.numpy(out)

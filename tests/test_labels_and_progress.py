@@ -6,7 +6,7 @@ backward passes) and all samples (the evaluation engine)."""
 import foolbox as fb
 import numpy as np
 import pytest
-from test_foolbox_semantics import problem as linear_problem
+from helpers import small_linear_problem as linear_problem
 
 import foolbox_alma.alma as alma_module
 from foolbox_alma import ALMA

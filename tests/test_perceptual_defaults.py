@@ -7,7 +7,7 @@ CIEDE2000 (checked against colour-science in test_distances_ciede2000.py) as the
 
 import numpy as np
 import pytest
-from test_distances_lpips import random_alexnet
+from helpers import random_alexnet
 
 from foolbox_alma import ALMA, metrics, zoo
 from foolbox_alma.distances import CIEDE2000, LPIPS, ciede2000

@@ -6,10 +6,11 @@ Example::
     run = run_benchmark(fmodel, images, labels, attacks=["alma-l2", "ddn"], steps=100)
     write_outputs(run, "bench_results/mine", title="my model")
 
-or ``foolbox-alma bench --preset quick``. Modules: :mod:`.attacks` (the registry of attacks and
-their settings), :mod:`.runner` (running, counting, timing, resuming), :mod:`.timing` (the floor
-of plain forward+backward passes), :mod:`.report` (table, JSON, PNG, BENCHMARKS.md),
-:mod:`.cli`; the metrics are in :mod:`foolbox_alma.metrics`, the pass counting in
+or ``foolbox-alma bench --preset quick``. Modules: :mod:`.runner` (each attack as a run
+of the pipeline's batch loop with the floor timing as hooks, repeats, resuming), :mod:`.report`
+(table, JSON, PNG, BENCHMARKS.md), :mod:`.cli`; the attacks and their settings are in
+:mod:`foolbox_alma.registry`, the floor of plain forward+backward passes in
+:mod:`foolbox_alma.timing`, the metrics in :mod:`foolbox_alma.metrics`, the pass counting in
 :mod:`foolbox_alma.counting`.
 
 What is reported, per attack and step budget, on the same images with the same seed:
@@ -42,23 +43,16 @@ What is reported, per attack and step budget, on the same images with the same s
   integrated exactly.
 """
 
-from .attacks import ATTACKS, GROUPS, AttackSpec, register, register_alma_distance, select
 from .report import collect, format_table, load_run, plot_robust_accuracy, write_outputs
 from .runner import AttackResult, BenchmarkRun, run_benchmark
 
 __all__ = [
-    "ATTACKS",
     "AttackResult",
-    "AttackSpec",
     "BenchmarkRun",
-    "GROUPS",
     "collect",
     "format_table",
     "load_run",
     "plot_robust_accuracy",
-    "register",
-    "register_alma_distance",
     "run_benchmark",
-    "select",
     "write_outputs",
 ]

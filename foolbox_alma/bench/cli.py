@@ -21,7 +21,13 @@ import shlex
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from .._runtime import limit_threads_before_import
+from .. import zoo
+from .._runtime import check_bounds, limit_threads_before_import, to_native
+from ..pipeline.data import load_data
+from ..pipeline.models import parse_model_spec
+from ..registry import ATTACKS, GROUPS
+from . import report
+from .runner import run_benchmark
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     "quick": {"images": 200, "steps": [100], "floor_passes": 200, "out": "bench_results/quick"},
@@ -145,9 +151,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from . import report
-    from .attacks import ATTACKS, GROUPS
-
     if args.list:
         for spec in ATTACKS.values():
             print(f"{spec.name:22s} {spec.label:5s} {spec.distance:17s} {spec.source}")
@@ -176,8 +179,6 @@ def main(args: argparse.Namespace) -> int:
         args.model, args.framework, images, args.offset, data, args.bounds
     )
     command = _command(args)
-    from .runner import run_benchmark
-
     run = run_benchmark(
         fmodel,
         x,
@@ -218,8 +219,6 @@ def main(args: argparse.Namespace) -> int:
 
 def _describe_data(data: str, offset: int, images: int) -> str:
     if data.endswith("-heldout"):
-        from .. import zoo
-
         name = data[: -len("-heldout")]
         name = zoo.HELDOUT_DATA.get(name, name)
         first = 9000 + offset
@@ -240,16 +239,9 @@ def load_model_and_images(
 ) -> Any:
     """The model of a spec as a Foolbox model and the data's images and labels as native tensors
     (the evaluation engine's model and data specs)."""
-    from .._runtime import to_native
-    from ..evaluation.data import load_data
-    from ..evaluation.models import parse_model_spec
-
     lo_hi: Optional[Tuple[float, float]] = None
     if bounds:
-        parts = [float(v) for v in bounds.split(",")]
-        if len(parts) != 2:
-            raise ValueError(f"--bounds must be two numbers 'lo,hi', got {bounds!r}")
-        lo_hi = (parts[0], parts[1])
+        lo_hi = check_bounds(bounds.split(","), "--bounds: ")
     fmodel = parse_model_spec(model, framework=framework, bounds=lo_hi).load()
     data_format = getattr(fmodel, "data_format", None) or "channels_first"
     dataset = load_data(

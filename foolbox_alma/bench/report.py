@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .. import metrics
-from .attacks import ATTACKS
+from ..registry import ATTACKS, STANDARD_RULER
 from .runner import AttackResult, BenchmarkRun
 
 DISTANCE_ORDER = ("l1", "l2")
@@ -176,8 +176,6 @@ def format_measured_table(run: BenchmarkRun) -> str:
 def measured_findings(run: BenchmarkRun) -> List[str]:
     """ALMA (ours) against adv_lib's ALMA minimising the same distance, on the standard ruler
     (adv_lib's CIEDE2000 and LPIPS runs measured with the standard distances)."""
-    from .attacks import STANDARD_RULER
-
     notes = []
     columns = rulers(run)
     for r in run.results:

@@ -1,22 +1,23 @@
 """Runs the attacks on one model and one set of images, and keeps what each one did.
 
-For every attack and every batch: the framework's seed is reset, half of the floor passes are
-timed, the attack runs with its passes counted (see :mod:`foolbox_alma.counting`), the other half
-of the floor passes are timed; then the returned points are checked with the model (untimed,
-uncounted) and their distances measured in float64. Each attack's result is saved as one JSON file
-when an output folder is given, and a later run with the same settings reuses it.
+Each attack at each step budget is one run of the pipeline's batch loop
+(:func:`foolbox_alma.pipeline.engine.run_shard`, one shard holding every image) with the
+benchmark's :class:`FloorTiming` hooks: around every batch (or between the attack's steps) plain
+forward+backward passes are timed, the attack runs with its passes counted (see
+:mod:`foolbox_alma.counting`), and the returned points are checked with the model (untimed,
+uncounted) and their distances measured in float64. Each attack's result is saved in the
+pipeline's store (``<out>/attacks/<attack>@<steps>/``) when an output folder is given, and a
+later run with the same settings reuses it.
 """
 
-import contextlib
+import dataclasses
 import hashlib
-import json
 import math
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple, Union
 
 import eagerpy as ep
 import foolbox as fb
@@ -25,13 +26,15 @@ from tqdm.auto import tqdm
 
 from .. import _runtime, metrics
 from .._dispatch import framework_name
-from ..counting import counted_model, torch_module_of
-from ..evaluation.engine import attack_batch, predict, score_batch
-from ..evaluation.engine import measure as measure_distance
-from .attacks import AttackSpec, select
-from .timing import StepSampler, floor_pass, time_passes
+from .._io import jsonable
+from ..distances import get_distance
+from ..pipeline.engine import BatchAttack, Hooks, Plan, Shard, ShardResult, predict, run_shard
+from ..pipeline.models import LiveModel
+from ..pipeline.store import RunFolder
+from ..registry import AttackConfig, AttackSpec, select
+from ..timing import StepSampler, floor_pass, time_passes
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: stored in the pipeline's run folders
 TIMINGS = ("auto", "steps", "around")
 
 
@@ -198,15 +201,18 @@ def run_benchmark(
             objects; None runs every attack available on the framework.
         steps: One step budget or several (each attack runs once per budget).
         batch_size: Images per attack call (all at once when None).
-        seed: Framework seed, reset before every attack and batch.
-        out: Folder for one JSON file per attack (``attacks/<name>@<steps>.json``); with
-            ``resume`` an attack whose file holds the same settings is not run again.
+        seed: The run's seed; every attack runs with the framework seeded from it (the same
+            seed for every attack and budget).
+        out: Folder for the attacks' results (``attacks/<name>@<steps>/``, the pipeline's run
+            folders); with ``resume`` an attack whose folder holds the same settings is not run
+            again.
         resume: Reuse saved results with the same settings.
         floor_passes: At most this many plain passes timed per batch; None times as many as
             the budget allows (the fairest, most costly); 0 times none (no time ratio).
-        timing: How the floor is interleaved with the attack (see :mod:`.timing`): ``"steps"``
-            (a floor pass between attack steps; PyTorch modules only), ``"around"`` (half of
-            the floor passes before each batch, half after) or ``"auto"`` (steps where possible).
+        timing: How the floor is interleaved with the attack (see :mod:`foolbox_alma.timing`):
+            ``"steps"`` (a floor pass between attack steps; PyTorch modules only), ``"around"``
+            (half of the floor passes before each batch, half after) or ``"auto"`` (steps where
+            possible).
         threads: CPU threads of the framework during the run (PyTorch: ``set_num_threads``,
             restored afterwards; TensorFlow: intra-op threads, if not yet initialised). On
             cores shared with other jobs one thread can be several times faster than two.
@@ -231,12 +237,12 @@ def run_benchmark(
     rulers = _rulers(measure)
     n = len(x)
     batch_size = batch_size or max(n, 1)
-    data_digest = _digest(x, y)
-    out_dir = Path(out) / "attacks" if out is not None else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-
-    run_info = machine_info()
+    setup = _Setup(
+        fmodel, _shard(x, y), model_name, framework, batch_size, seed, floor_passes, timing,
+        threads, repeats, rulers, _digest(x, y), Path(out) / "attacks" if out else None,
+        progress,
+    )  # fmt: skip
+    run_info = _runtime.machine_info()
     run_info.update(
         framework=framework,
         model=model_name,
@@ -247,193 +253,198 @@ def run_benchmark(
         floor_passes=floor_passes,
         timing=timing,
         repeats=repeats,
-        data_sha256=data_digest,
-        started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        data_sha256=setup.data_digest,
+        started=_now(),
         load_average_start=_load_average(),
     )
     run_info.update(info or {})
-
-    results: List[AttackResult] = []
-    with _frozen_parameters(fmodel), _runtime.threads(framework, threads):
+    with _runtime.threads(framework, threads):
         run_info["threads"] = _runtime.current_threads(framework)
         y_np = y.numpy()
-        clean_predictions = predict(fmodel, x, batch_size)
-        clean_accuracy = float((clean_predictions == y_np).mean()) if n else math.nan
+        clean_accuracy = float((predict(fmodel, x, batch_size) == y_np).mean()) if n else math.nan
+        results: List[AttackResult] = []
         for budget in budgets:
-            done: Dict[str, AttackResult] = {}
-            pending = []
-            for spec in specs:
-                run_fn, settings = spec.build(budget)
-                identity = {
-                    "attack": spec.name,
-                    "settings": _jsonable(settings),
-                    "model": model_name,
-                    "framework": framework,
-                    "images": n,
-                    "data_sha256": data_digest,
-                    "batch_size": batch_size,
-                    "seed": seed,
-                    "floor_passes": floor_passes,
-                    "timing": timing,
-                    "threads": threads,
-                }
-                if repeats != 1:  # (absent from the results saved before repeats existed)
-                    identity["repeats"] = repeats
-                if rulers:  # (likewise)
-                    identity["measure"] = rulers
-                path = out_dir / f"{spec.name}@{budget}.json" if out_dir is not None else None
-                cached = _load(path, identity) if (resume and path is not None) else None
-                if cached is not None:
-                    if progress:
-                        tqdm.write(f"{spec.name}@{budget}: reusing {path}")
-                    done[spec.name] = cached
-                else:
-                    pending.append((spec, run_fn, settings, identity, path))
-            # repeats go round all the attacks, so that a change of load hits them alike
-            runs: Dict[str, List[AttackResult]] = {spec.name: [] for spec, *_ in pending}
-            for repeat in range(repeats):
-                for spec, run_fn, settings, identity, path in pending:
-                    runs[spec.name].append(
-                        _run_attack(
-                            spec,
-                            budget,
-                            run_fn,
-                            settings,
-                            fmodel,
-                            x,
-                            y,
-                            batch_size,
-                            seed,
-                            floor_passes,
-                            timing,
-                            progress,
-                            rulers,
-                        )
-                    )
-                    if repeat == repeats - 1:
-                        result = _merge_repeats(runs[spec.name])
-                        result.identity = identity
-                        if path is not None:
-                            _save(path, result)
-                        done[spec.name] = result
-            results += [done[spec.name] for spec in specs]
-    run_info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+            results += _run_budget(setup, specs, budget, resume)
+    run_info["finished"] = _now()
     run_info["load_average_end"] = _load_average()
     return BenchmarkRun(results, y_np, clean_accuracy, run_info)
 
 
-def _run_attack(
-    spec: AttackSpec,
-    steps: int,
-    run_fn: Any,
-    settings: Dict[str, Any],
-    fmodel: fb.Model,
-    x: ep.Tensor,
-    y: ep.Tensor,
-    batch_size: int,
-    seed: int,
-    floor_passes: Optional[int],
-    timing: str,
-    progress: bool,
-    rulers: Sequence[str] = (),
-) -> AttackResult:
-    n = len(x)
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+@dataclass
+class _Setup:
+    """What every attack of one benchmark run shares."""
+
+    fmodel: Any
+    shard: Shard
+    model_name: str
+    framework: str
+    batch_size: int
+    seed: int
+    floor_passes: Optional[int]
+    timing: str
+    threads: Optional[int]
+    repeats: int
+    rulers: List[str]
+    data_digest: str
+    out: Optional[Path]
+    progress: bool
+
+    def identity(self, spec: AttackSpec, settings: Dict[str, Any]) -> Dict[str, Any]:
+        """What a saved result must match to be reused."""
+        identity = {
+            "version": RESULT_VERSION,
+            "attack": spec.name,
+            "settings": jsonable(settings),
+            "model": self.model_name,
+            "framework": self.framework,
+            "images": len(self.shard),
+            "data_sha256": self.data_digest,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "floor_passes": self.floor_passes,
+            "timing": self.timing,
+            "threads": self.threads,
+            "repeats": self.repeats,
+            "measure": self.rulers,
+        }
+        return identity
+
+
+def _run_budget(
+    setup: _Setup, specs: Sequence[AttackSpec], budget: int, resume: bool
+) -> List[AttackResult]:
+    """Every attack at one budget: saved results reused, the others run ``repeats`` times
+    round-robin (so that a change of load hits them alike), merged and saved."""
+    done: Dict[str, AttackResult] = {}
+    pending: List[Tuple[AttackSpec, AttackConfig, Dict[str, Any], Optional[RunFolder]]] = []
+    for spec in specs:
+        config = AttackConfig.of_spec(spec, budget)
+        identity = setup.identity(spec, config.build(setup.framework).settings)
+        folder = None
+        if setup.out is not None:
+            folder = RunFolder(setup.out / f"{spec.name}@{budget}", identity)
+            folder.open(force=not resume, replace_other=True)
+        cached = _load(folder, spec, len(setup.shard)) if resume else None
+        if cached is not None:
+            if setup.progress:
+                tqdm.write(f"{spec.name}@{budget}: reusing {folder.path if folder else ''}")
+            done[spec.name] = cached
+        else:
+            pending.append((spec, config, identity, folder))
+    runs: Dict[str, List[AttackResult]] = {spec.name: [] for spec, *_ in pending}
+    for _ in range(setup.repeats):
+        for spec, config, _, _ in pending:
+            runs[spec.name].append(_run_attack(setup, spec, config, budget))
+    for spec, _, identity, folder in pending:
+        result = _merge_repeats(runs[spec.name])
+        result.identity = identity
+        if folder is not None:
+            _save(folder, result)
+        done[spec.name] = result
+    return [done[spec.name] for spec in specs]
+
+
+class FloorTiming(Hooks):
+    """The benchmark's hooks on the batch loop: plain forward+backward passes timed around each
+    batch's attack call (``"around"``) or between its steps (``"steps"``, PyTorch), the attack's
+    own time without them, and a progress bar in passes per sample (see :mod:`foolbox_alma.timing`)."""
+
+    def __init__(
+        self, nominal: int, floor_passes: Optional[int], timing: str, bar: Any, images: int
+    ):
+        budget = nominal if not floor_passes else max(1, min(nominal, floor_passes))
+        self.per_side = max(1, budget // 2)  # "around": before and after each batch
+        self.every = math.ceil(nominal / budget)  # "steps": a floor pass every `every` steps
+        self.floor_passes, self.timing = floor_passes, timing
+        self.bar, self.images = bar, images
+        self.backwards = 0
+
+    def mode(self, module: Any) -> str:
+        if self.floor_passes == 0:
+            return "none"
+        mode = (
+            self.timing if self.timing != "auto" else ("steps" if module is not None else "around")
+        )
+        if mode == "steps" and module is None:
+            raise ValueError("timing='steps' needs a PyTorch model (module hooks)")
+        return mode
+
+    def attack(
+        self,
+        counted: Tuple[Any, Any, Any],
+        x: Any,
+        labels: Any,
+        call: Callable[[Optional[ContextManager[Any]]], BatchAttack],
+    ) -> Tuple[BatchAttack, Dict[str, Any]]:
+        model, module, counting = counted
+        mode = self.mode(module)
+        # through the model the attack gets, so that both pay for the counting
+        floor = floor_pass(model, x, labels) if mode != "none" else None
+        before = time_passes(floor, self.per_side) if floor and mode == "around" else 0.0
+        counting.counter.listener = lambda samples: self.bar.update(samples / self.images)
+        sampler = (
+            StepSampler(module, floor, self.every, counting.counter)
+            if floor and mode == "steps"
+            else None
+        )
+        try:
+            done = call(sampler)
+        finally:
+            counting.counter.listener = None
+        if sampler is not None:
+            seconds, after = done.seconds - sampler.seconds, 0.0
+            timed, floor_time = sampler.passes, sampler.seconds
+        else:
+            seconds = done.seconds
+            after = time_passes(floor, self.per_side) if floor and mode == "around" else 0.0
+            timed = 2 * self.per_side if mode == "around" else 0
+            floor_time = before + after
+        per_pass = floor_time / timed if timed else 0.0
+        self.backwards += done.backwards
+        self.bar.n = self.backwards / self.images
+        self.bar.refresh()
+        record = {
+            "images": len(done.adversarials),
+            "seconds": seconds,
+            "floor_seconds": per_pass * done.backwards / len(done.adversarials),
+            "timing": mode,
+            "floor_passes_timed": timed,
+            "floor_seconds_timed": floor_time,
+            "floor_before": before,
+            "floor_after": after,
+            "forward_samples": done.forwards,
+            "backward_samples": done.backwards,
+            "load_average": _load_average(),
+        }
+        return dataclasses.replace(done, seconds=seconds), record
+
+
+def _run_attack(setup: _Setup, spec: AttackSpec, config: AttackConfig, steps: int) -> AttackResult:
+    """One attack at one budget: the pipeline's batch loop with the floor timing hooks."""
+    n = len(setup.shard)
+    started = _now()
     nominal = spec.nominal_passes(steps)
-    budget = nominal if not floor_passes else max(1, min(nominal, floor_passes))
-    per_side = max(1, budget // 2)  # "around": before and after each batch
-    every = math.ceil(nominal / budget)  # "steps": one floor pass every `every` attack steps
-    distances, success = [], []
-    measured: Dict[str, List[np.ndarray]] = {
-        r: [] for r in rulers if r != spec.distance or spec.own_scale is not None
-    }
-    forwards = backwards = 0
-    seconds = floor_seconds = 0.0
-    timed = 0
-    batches = []
     bar = tqdm(
         total=nominal,
         desc=f"{spec.name}@{steps}",
         unit="step",
-        disable=not progress,
+        disable=not setup.progress,
         bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]",
     )
-    with counted_model(fmodel) as (model, module, counting):
-        mode = timing if timing != "auto" else ("steps" if module is not None else "around")
-        if floor_passes == 0:
-            mode = "none"
-        if mode == "steps" and module is None:
-            raise ValueError("timing='steps' needs a PyTorch model (module hooks)")
-        for lo in range(0, n, batch_size):
-            xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
-            # through the model the attack gets, so that both pay for the counting
-            floor = floor_pass(model, xb.raw, yb.raw) if mode != "none" else None
-            before = time_passes(floor, per_side) if floor and mode == "around" else 0.0
-
-            _runtime.seed_framework(framework_name(x), seed)
-            counting.counter.listener = lambda samples: bar.update(samples / n)
-            sampler = (
-                StepSampler(module, floor, every, counting.counter)
-                if floor and mode == "steps"
-                else None
-            )
-            done = attack_batch(
-                (model, module, counting),
-                lambda m, mod, xs, ys, _targeted: run_fn(m, mod, xs, ys),
-                xb.raw,
-                yb.raw,
-                around=sampler,
-            )
-            counting.counter.listener = None
-            adv, elapsed = done.adversarials, done.seconds
-            fw_batch, bw_batch = done.forwards, done.backwards
-            forwards += fw_batch
-            backwards += bw_batch
-
-            if sampler is not None:
-                seconds_batch = elapsed - sampler.seconds
-                floor_timed, floor_time = sampler.passes, sampler.seconds
-                after = 0.0
-            else:
-                seconds_batch = elapsed
-                after = time_passes(floor, per_side) if floor and mode == "around" else 0.0
-                floor_timed = 2 * per_side if mode == "around" else 0
-                floor_time = before + after
-            seconds += seconds_batch
-            per_pass = floor_time / floor_timed if floor_timed else 0.0
-            floor_batch = per_pass * bw_batch / len(xb)
-            floor_seconds += floor_batch
-            timed += floor_timed
-            batches.append(
-                {
-                    "images": len(xb),
-                    "seconds": seconds_batch,
-                    "floor_seconds": floor_batch,
-                    "timing": mode,
-                    "floor_passes_timed": floor_timed,
-                    "floor_seconds_timed": floor_time,
-                    "floor_before": before,
-                    "floor_after": after,
-                    "forward_samples": fw_batch,
-                    "backward_samples": bw_batch,
-                    "load_average": _load_average(),
-                }
-            )
-
-            own = spec.distance if spec.own_scale is None else "none"
-            if isinstance(adv, np.ndarray):  # (the attack's points, as attack_batch keeps them)
-                adv = _runtime.to_native(fmodel, adv)
-            score = score_batch(fmodel, own, xb.raw, adv, yb.numpy())
-            success.append(score.success)
-            if spec.own_scale is not None:
-                distances.append(np.asarray(spec.own_scale(fmodel, xb.raw, adv), np.float64))
-            else:
-                distances.append(score.distances)
-            for ruler, parts in measured.items():
-                parts.append(measure_distance(ruler, fmodel, xb.raw, adv))
-            bar.n = backwards / n
-            bar.refresh()
-    bar.close()
+    plan = Plan(
+        model=LiveModel(setup.fmodel),
+        attack=config,
+        seed=setup.seed,
+        batch_size=setup.batch_size,
+        rulers=tuple(setup.rulers),
+    )
+    hooks = FloorTiming(nominal, setup.floor_passes, setup.timing, bar, n)
+    try:
+        shard = run_shard(plan, setup.shard, hooks)
+    finally:
+        bar.close()
+    batches = shard.info.get("batches", [])
+    built = config.build(setup.framework)
     return AttackResult(
         name=spec.name,
         label=spec.label,
@@ -441,25 +452,23 @@ def _run_attack(
         distance=spec.distance,
         steps=steps,
         budget=spec.budget(steps),
-        settings=_jsonable(settings),
-        distances=np.concatenate(distances) if distances else np.zeros(0),
-        success=np.concatenate(success) if success else np.zeros(0, bool),
-        forwards=forwards / n if n else math.nan,
-        backwards=backwards / n if n else math.nan,
-        seconds=seconds,
-        floor_seconds=floor_seconds,
-        floor_passes_timed=timed,
+        settings=jsonable(built.settings),
+        distances=shard.distance,
+        success=shard.success,
+        forwards=shard.forwards / n if n else math.nan,
+        backwards=shard.backwards / n if n else math.nan,
+        seconds=shard.seconds,
+        floor_seconds=sum(b["floor_seconds"] for b in batches),
+        floor_passes_timed=sum(b["floor_passes_timed"] for b in batches),
         batches=batches,
         started=started,
-        finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        measured={r: np.concatenate(p) if p else np.zeros(0) for r, p in measured.items()},
+        finished=_now(),
+        measured=dict(shard.measured),
     )
 
 
 def _rulers(measure: Sequence[str]) -> List[str]:
     """The distances to measure in, checked and without repeats (names as given, lower case)."""
-    from ..distances import get_distance
-
     if isinstance(measure, str):
         measure = [measure]
     rulers: List[str] = []
@@ -507,22 +516,10 @@ def _framework(x: ep.Tensor) -> str:
     return name
 
 
-@contextlib.contextmanager
-def _frozen_parameters(fmodel: fb.Model) -> Iterator[None]:
-    """PyTorch parameters without gradients during the run (as adv_lib's benchmarks do): every
-    attack and the floor then differentiate with respect to the inputs only."""
-    module = torch_module_of(fmodel)
-    if module is None:
-        yield
-        return
-    previous = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in previous:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in previous:
-            p.requires_grad_(flag)
+def _shard(x: ep.Tensor, y: ep.Tensor) -> Shard:
+    """All the images as one shard of the pipeline."""
+    labels = np.asarray(y.numpy(), np.int64)
+    return Shard(0, 0, np.asarray(x.numpy()), labels, None, np.arange(len(labels)))
 
 
 def _digest(x: ep.Tensor, y: ep.Tensor) -> str:
@@ -532,28 +529,44 @@ def _digest(x: ep.Tensor, y: ep.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _load(path: Optional[Path], identity: Dict[str, Any]) -> Optional[AttackResult]:
-    if path is None or not path.exists():
+def _load(folder: Optional[RunFolder], spec: AttackSpec, n: int) -> Optional[AttackResult]:
+    """The attack's saved result in ``folder`` (None: none, or another run's)."""
+    shard = folder.load(0, n, False) if folder is not None else None
+    if shard is None:
         return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get("version") != RESULT_VERSION or record.get("identity") != identity:
-        return None
-    result = AttackResult.from_json(record)
+    record = dict(shard.info, distances=shard.distance, success=shard.success)
+    result = AttackResult.from_json(dict(record, measured=shard.measured))
     result.loaded = True
     return result
 
 
-def _save(path: Path, result: AttackResult) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=1))
-    os.replace(tmp, path)
+def _save(folder: RunFolder, result: AttackResult) -> None:
+    """The result as the folder's one shard: its arrays, and the rest as the shard's info."""
+    info = result.to_json()
+    for key in ("distances", "success", "measured"):
+        info.pop(key)
+    n = len(result.success)
+    none = np.full(n, -1, np.int64)
+    folder.save(
+        ShardResult(
+            index=0,
+            indices=np.arange(n, dtype=np.int64),
+            labels=none,
+            targets=none,
+            clean_prediction=none,
+            adversarial_prediction=none,
+            success=result.success,
+            distance=result.distances,
+            forwards=int(round(result.forwards * n)) if n else 0,
+            backwards=int(round(result.backwards * n)) if n else 0,
+            seconds=result.seconds,
+            started=result.started,
+            finished=result.finished,
+            worker="",
+            measured=result.measured,
+            info=jsonable(info),
+        )
+    )
 
 
 def _largest_finite(values: np.ndarray) -> float:
@@ -572,38 +585,5 @@ def _load_average() -> Optional[List[float]]:
         return None
 
 
-def machine_info() -> Dict[str, Any]:
-    """CPU, cores, Python and framework versions (what the timings depend on)."""
-    import importlib.metadata
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {}
-    packages = ("foolbox-alma", "foolbox", "eagerpy", "torch", "tensorflow", "tensorflow-cpu")
-    for package in packages + ("jax", "jaxlib", "adv-lib"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    info: Dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
-    return info
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")

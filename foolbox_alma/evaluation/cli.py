@@ -20,6 +20,10 @@ import argparse
 import os
 from typing import List, Optional, Tuple
 
+from .._runtime import FRAMEWORK_ALIASES, limit_threads_before_import
+from ..pipeline.result import format_table
+from .run import evaluate
+
 
 def _floats(text: str) -> List[float]:
     try:
@@ -99,10 +103,6 @@ def default_out(model: str, attack: str, distance: Optional[str], steps: int) ->
 
 
 def main(args: argparse.Namespace) -> int:
-    from .._runtime import FRAMEWORK_ALIASES, limit_threads_before_import
-    from .result import format_table
-    from .run import evaluate
-
     framework = FRAMEWORK_ALIASES.get(args.framework, args.framework)
     if args.threads and not args.ray:
         for name in ("tensorflow", "jax"):

@@ -1,40 +1,44 @@
 """``evaluate()``: a robustness evaluation of any model over a whole data set, resumable, in this
-process or on Ray. See :mod:`foolbox_alma.evaluation` for the overview."""
+process or on Ray. See :mod:`foolbox_alma.evaluation` for the overview.
 
+It reads as its stages: resolve the inputs (model, data, targets, attack), cut the data into
+shards, run the missing ones with the executor (saving each as it finishes), and summarise.
+"""
+
+import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import foolbox as fb
 import numpy as np
 from tqdm.auto import tqdm
 
 from .. import _runtime
-from .attacks import AttackLike, attack_config, build
-from .engine import Plan, Shard, ShardResult, load_model, run_shard
-from .result import EvaluationResult
-from .store import EvaluationError, RunFolder
+from ..pipeline.data import Dataset, as_dataset, check_classes, probe
+from ..pipeline.engine import Hooks, Plan, Shard, ShardResult
+from ..pipeline.errors import EvaluationError
+from ..pipeline.executor import execute
+from ..pipeline.models import LiveModel, ModelSpec, model_of, parse_model_spec
+from ..pipeline.result import EvaluationResult
+from ..pipeline.store import RunFolder
+from ..registry import AttackConfig, AttackLike, BuiltAttack, attack_config
 
-IDENTITY_FORMAT = 1
+IDENTITY_FORMAT = 2  # 2: shards keep the returned points' distances (failures too) and rulers
 
 
-@dataclass(frozen=True, eq=False)
-class LiveModel:
-    """A Foolbox model given as an object: usable in this process only (a worker cannot
-    rebuild it). Hashed by identity."""
+@dataclass
+class _Inputs:
+    """What :func:`evaluate` resolved its arguments to."""
 
-    model: Any
-
-    def load(self) -> Any:
-        return self.model
-
-    def describe(self) -> Dict[str, Any]:
-        return {
-            "text": f"<{type(self.model).__name__} object>",
-            "kind": "object",
-            "bounds": list(self.model.bounds),
-        }
+    spec: Any  # ModelSpec or LiveModel
+    dataset: Dataset
+    targets: Optional[np.ndarray]
+    targets_rule: Optional[str]
+    config: AttackConfig
+    built: BuiltAttack
 
 
 def evaluate(
@@ -73,16 +77,16 @@ def evaluate(
     Args:
         model: A model spec (a zoo name such as ``"smallcnn"``, ``"path/to/file.py:function"``,
             ``"package.module:function"``, a TorchScript ``.pt`` or Keras ``.keras`` file, see
-            :func:`~foolbox_alma.evaluation.models.parse_model_spec`), a
-            :class:`~foolbox_alma.evaluation.models.ModelSpec`, or a live Foolbox model (this
+            :func:`~foolbox_alma.pipeline.models.parse_model_spec`), a
+            :class:`~foolbox_alma.pipeline.models.ModelSpec`, or a live Foolbox model (this
             process only).
         data: A data spec (``"mnist-heldout"``, an ``.npz`` file with ``x``, ``y`` and optionally
             ``targets``, a folder with one subfolder of images per class, see
-            :func:`~foolbox_alma.evaluation.data.load_data`), a
-            :class:`~foolbox_alma.evaluation.data.Dataset`, or a tuple ``(x, y)`` /
+            :func:`~foolbox_alma.pipeline.data.load_data`), a
+            :class:`~foolbox_alma.pipeline.data.Dataset`, or a tuple ``(x, y)`` /
             ``(x, y, targets)`` of arrays in the model's layout and units.
         attack: None or ``"alma"`` (ALMA with ``distance``, ``steps``, ``alpha``,
-            ``init_lr_distance`` and ``attack_params``), a name of the benchmark's registry
+            ``init_lr_distance`` and ``attack_params``), a name of the registry
             (``"ddn"``, ``"fmn-l2"``...; with ``steps``), or a Foolbox ``MinimizationAttack``.
         targeted: Attack towards ``data``'s targets (``(label + 1) mod classes`` where it has
             none).
@@ -106,66 +110,106 @@ def evaluate(
         seed: The run's seed; shard ``i`` is seeded with a seed derived from ``(seed, i)``.
         progress: A progress bar over samples.
     """
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    t0 = time.perf_counter()
-    _check_positive("batch_size", batch_size)
-    shard_size = batch_size if shard_size is None else shard_size
-    _check_positive("shard_size", shard_size)
-    if threads is not None:
-        _check_positive("threads", threads)
-    if workers is not None:
-        _check_positive("workers", workers)
+    started, t0 = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
+    for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
+        _check_positive(name, value, optional=name == "shard_size")
+    for name, value in (("threads", threads), ("workers", workers)):
+        _check_positive(name, value, optional=True)
     use_ray = ray not in (None, False)
-    address = None if ray in (None, False, True, "local", "") else str(ray)
-
-    spec = _model_spec(model, bounds=bounds, framework=framework, device=device)
-    if use_ray and isinstance(spec, LiveModel):
-        raise EvaluationError(
-            "a live model object cannot be sent to Ray workers: give a model spec (a zoo name, "
-            "'file.py:function', 'package.module:function', or a .pt/.keras file)"
-        )
-    probe_spec = spec
-    if use_ray and device != "cpu" and hasattr(spec, "device"):
-        import dataclasses
-
-        probe_spec = dataclasses.replace(spec, device="cpu")  # the driver may have no GPU
-    fmodel = load_model(probe_spec)
-    model_framework = _runtime.model_framework(fmodel)
-    dataset = _dataset(data, fmodel, limit=limit, offset=offset, image_size=image_size)
-    n = len(dataset.y)
-    if n == 0:
-        raise EvaluationError(f"data {dataset.name!r} holds no samples (offset {offset})")
-
-    num_classes = _probe(fmodel, dataset)
-    targets = dataset.targets
-    targets_rule = "given" if targets is not None else None
-    if targeted and targets is None:
-        targets = (dataset.y + 1) % num_classes
-        targets_rule = "(label + 1) mod classes"
-    _check_classes("targets", targets, num_classes)
-
-    config = attack_config(
-        attack,
-        steps=steps,
-        distance=distance,
-        alpha=alpha,
-        init_lr_distance=init_lr_distance,
-        **(attack_params or {}),
+    inputs = _resolve(
+        model,
+        data,
+        targeted,
+        use_ray,
+        device,
+        dict(limit=limit, offset=offset, image_size=image_size),
+        dict(bounds=bounds, framework=framework, device=device),
+        attack_config(
+            attack,
+            steps=steps,
+            distance=distance,
+            alpha=alpha,
+            init_lr_distance=init_lr_distance,
+            **(attack_params or {}),
+        ),
     )
-    built = build(config, model_framework)
-    if targeted and not built.supports_targeted:
-        raise EvaluationError(f"attack {config.name!r} is untargeted only")
-
+    shard_size = batch_size if shard_size is None else shard_size
+    shards = plan_shards(inputs.dataset, inputs.targets, shard_size)
     plan = Plan(
-        model=spec,
-        attack=config,
+        model=inputs.spec,
+        attack=inputs.config,
         targeted=targeted,
         seed=int(seed),
         batch_size=int(batch_size),
         threads=threads if threads is not None else (1 if use_ray else None),
         keep_adversarials=bool(save_adversarials or keep_adversarials),
     )
-    shards = [
+    identity = _identity(inputs, plan, shard_size, device)
+    folder = RunFolder(out, identity) if out is not None else None
+    if folder is not None:
+        folder.open(force=force)
+    results = _saved_shards(folder, shards, plan, force)
+    todo = [s for s in shards if s.index not in results]
+    execution = _run(plan, shards, todo, results, folder, ray, workers, device, progress)
+    result = EvaluationResult.merge([results[s.index] for s in shards], epsilons or [], targeted)
+    if not keep_adversarials and not save_adversarials:
+        result.adversarials = None
+    result.summary = _summary(result, inputs, shards, todo, results, identity, execution)
+    result.summary.update(
+        seconds=dict(result.summary["seconds"], wall=time.perf_counter() - t0),
+        started=started,
+        finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    )
+    if folder is not None:
+        result.out = folder.path
+        result.write(folder, save_adversarials=save_adversarials)
+    return result
+
+
+# -- stages -------------------------------------------------------------------------------------
+
+
+def _resolve(
+    model: Any,
+    data: Any,
+    targeted: bool,
+    use_ray: bool,
+    device: str,
+    data_options: Dict[str, Any],
+    model_options: Dict[str, Any],
+    config: AttackConfig,
+) -> _Inputs:
+    """The model spec (loaded here once, to read its layout and probe it), the data in the
+    model's layout, the targets, and the attack built for the model's framework."""
+    spec = _model_spec(model, **model_options)
+    if use_ray and isinstance(spec, LiveModel):
+        raise EvaluationError(
+            "a live model object cannot be sent to Ray workers: give a model spec (a zoo name, "
+            "'file.py:function', 'package.module:function', or a .pt/.keras file)"
+        )
+    probe_spec = spec
+    if use_ray and device != "cpu" and isinstance(spec, ModelSpec):
+        probe_spec = dataclasses.replace(spec, device="cpu")  # the driver may have no GPU
+    fmodel = model_of(probe_spec)
+    dataset = as_dataset(data, fmodel, **data_options)
+    if len(dataset.y) == 0:
+        raise EvaluationError(
+            f"data {dataset.name!r} holds no samples (offset {data_options['offset']})"
+        )
+    num_classes = probe(fmodel, dataset)
+    targets, rule = dataset.targets, "given" if dataset.targets is not None else None
+    if targeted and targets is None:
+        targets, rule = (dataset.y + 1) % num_classes, "(label + 1) mod classes"
+    check_classes("targets", targets, num_classes)
+    built = config.build(_runtime.model_framework(fmodel))
+    if targeted and not built.supports_targeted:
+        raise EvaluationError(f"attack {config.name!r} is untargeted only")
+    return _Inputs(spec, dataset, targets, rule, config, built)
+
+
+def plan_shards(dataset: Dataset, targets: Optional[np.ndarray], shard_size: int) -> List[Shard]:
+    """Consecutive shards of ``shard_size`` samples (the last one may be smaller)."""
+    return [
         Shard(
             index=k,
             start=lo,
@@ -174,34 +218,63 @@ def evaluate(
             targets=targets[lo : lo + shard_size] if targets is not None else None,
             indices=dataset.indices[lo : lo + shard_size],
         )
-        for k, lo in enumerate(range(0, n, shard_size))
+        for k, lo in enumerate(range(0, len(dataset.y), shard_size))
     ]
-    identity = {
+
+
+def _identity(inputs: _Inputs, plan: Plan, shard_size: int, device: str) -> Dict[str, Any]:
+    """What the results depend on: a resumed run must match it (the store compares it)."""
+    return {
         "format": IDENTITY_FORMAT,
-        "model": spec.describe(),
-        "data": dataset.describe(),
-        "attack": built.settings,
-        "targeted": bool(targeted),
-        "targets": targets_rule if targeted else None,
-        "seed": int(seed),
-        "batch_size": int(batch_size),
+        "model": inputs.spec.describe(),
+        "data": inputs.dataset.describe(),
+        "attack": inputs.built.settings,
+        "targeted": plan.targeted,
+        "targets": inputs.targets_rule if plan.targeted else None,
+        "seed": plan.seed,
+        "batch_size": plan.batch_size,
         "shard_size": int(shard_size),
         "device": device,
     }
-    folder = RunFolder(out, identity) if out is not None else None
-    if folder is not None:
-        folder.open(force=force)
 
-    results: Dict[int, ShardResult] = {}
-    if folder is not None and not force:
-        for shard in shards:
-            saved = folder.load(shard.index, len(shard), plan.keep_adversarials)
-            if saved is not None:
-                results[shard.index] = saved
-    loaded = sorted(results)
-    todo = [s for s in shards if s.index not in results]
+
+def _saved_shards(
+    folder: Optional[RunFolder], shards: Sequence[Shard], plan: Plan, force: bool
+) -> Dict[int, ShardResult]:
+    """The shards an earlier run of the same identity finished (none with ``force``)."""
+    if folder is None or force:
+        return {}
+    results = {}
+    for shard in shards:
+        saved = folder.load(shard.index, len(shard), plan.keep_adversarials)
+        if saved is not None:
+            results[shard.index] = saved
+    return results
+
+
+class _Progress(Hooks):
+    def __init__(self, bar: Any):
+        self.bar = bar
+
+    def batch_done(self, samples: int) -> None:
+        self.bar.update(samples)
+
+
+def _run(
+    plan: Plan,
+    shards: Sequence[Shard],
+    todo: Sequence[Shard],
+    results: Dict[int, ShardResult],
+    folder: Optional[RunFolder],
+    ray: Any,
+    workers: Optional[int],
+    device: str,
+    progress: bool,
+) -> Dict[str, Any]:
+    """Runs the missing shards (saving each as it finishes); returns how it ran."""
+    use_ray = ray not in (None, False)
     bar = tqdm(
-        total=n,
+        total=sum(len(s) for s in shards),
         initial=sum(len(s) for s in shards if s.index in results),
         desc="evaluate",
         unit="image",
@@ -213,47 +286,52 @@ def evaluate(
         "workers": workers if use_ray else 1,
     }
 
-    def finished(result: ShardResult, count_bar: bool) -> None:
+    def finished(result: ShardResult) -> None:
         if folder is not None:
             folder.save(result)
         results[result.index] = result
-        if count_bar:
-            bar.update(len(result.labels))
+        if use_ray:  # in this process the hooks count the samples batch by batch
+            bar.update(len(result))
 
     try:
-        if todo and use_ray:
-            from .ray_runner import run_on_ray
-
-            execution["address"] = address or "local (or RAY_ADDRESS)"
-            run_on_ray(
+        if todo:
+            execute(
                 plan,
                 todo,
-                lambda r: finished(r, True),
-                address=address,
+                finished,
+                ray=ray,
+                hooks=_Progress(bar),
                 workers=workers,
                 device=device,
                 info=execution,
             )
-        else:
-            for shard in todo:
-                finished(run_shard(plan, shard, on_batch=bar.update), False)
     finally:
         bar.close()
-
-    result = EvaluationResult.merge(
-        [results[s.index] for s in shards], epsilons or [], targeted=targeted
-    )
-    if not keep_adversarials and not save_adversarials:
-        result.adversarials = None
-    all_shards = [results[s.index] for s in shards]
     execution["description"] = (
         f"Ray, {execution['workers'] or 'all'} workers x {plan.threads} thread(s)"
         if use_ray
         else f"in-process, {plan.threads or 'default'} thread(s)"
     )
-    result.summary = {
-        "title": _title(built, spec, dataset, n),
-        "distance": built.distance_name,
+    return execution
+
+
+def _summary(
+    result: EvaluationResult,
+    inputs: _Inputs,
+    shards: Sequence[Shard],
+    todo: Sequence[Shard],
+    results: Dict[int, ShardResult],
+    identity: Dict[str, Any],
+    execution: Dict[str, Any],
+) -> Dict[str, Any]:
+    """``summary.json``: the metrics, counts, times, the shards computed and loaded, settings."""
+    n = len(result)
+    every = [results[s.index] for s in shards]
+    computed = {s.index for s in todo}
+    loaded = sorted(s.index for s in shards if s.index not in computed)
+    return {
+        "title": _title(inputs.built, inputs.spec, inputs.dataset, n),
+        "distance": inputs.built.distance_name,
         "samples": n,
         "clean_accuracy": result.clean_accuracy,
         "asr": result.asr,
@@ -262,11 +340,10 @@ def evaluate(
             f"{e:g}": float(v)
             for e, v in zip(result.epsilons, result.robust_accuracy(result.epsilons))
         },
-        "forwards_per_sample": sum(s.forwards for s in all_shards) / n,
-        "backwards_per_sample": sum(s.backwards for s in all_shards) / n,
+        "forwards_per_sample": sum(s.forwards for s in every) / n,
+        "backwards_per_sample": sum(s.backwards for s in every) / n,
         "seconds": {
-            "wall": time.perf_counter() - t0,
-            "attack": sum(s.seconds for s in all_shards),
+            "attack": sum(s.seconds for s in every),
             "attack_computed_now": sum(results[s.index].seconds for s in todo),
         },
         "shards": {
@@ -275,28 +352,20 @@ def evaluate(
             "loaded": len(loaded),
             "computed_indices": [s.index for s in todo],
             "loaded_indices": loaded,
-            "first_started": min((s.started for s in all_shards), default=None),
-            "last_finished": max((s.finished for s in all_shards), default=None),
+            "first_started": min((s.started for s in every), default=None),
+            "last_finished": max((s.finished for s in every), default=None),
         },
         "settings": identity,
         "execution": execution,
-        "machine": _machine(),
-        "started": started,
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": _runtime.machine_info(),
     }
-    if folder is not None:
-        result.out = folder.path
-        result.write(folder, save_adversarials=save_adversarials)
-    return result
 
 
 # -- inputs -------------------------------------------------------------------------------------
 
 
-def _title(built: Any, spec: Any, dataset: Any, n: int) -> str:
+def _title(built: BuiltAttack, spec: Any, dataset: Dataset, n: int) -> str:
     """``ALMA L2, 100 steps, on examples/models/net.py:build, 1000 samples of mnist-heldout``."""
-    import os
-
     attack = built.settings.get("attack", "attack")
     distance = built.distance_name
     distance = distance.upper() if distance in ("l1", "l2", "linf") else distance
@@ -309,14 +378,14 @@ def _title(built: Any, spec: Any, dataset: Any, n: int) -> str:
     return f"{attack} {distance}{budget}, on {text}, {n} samples of {dataset.name}"
 
 
-def _check_positive(name: str, value: Any) -> None:
+def _check_positive(name: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _model_spec(model: Any, **kwargs: Any) -> Any:
-    from .models import ModelSpec, parse_model_spec
-
     if isinstance(model, (ModelSpec, LiveModel)):
         return model
     if isinstance(model, fb.Model):
@@ -327,101 +396,3 @@ def _model_spec(model: Any, **kwargs: Any) -> Any:
         "model must be a spec (zoo name, 'file.py:function', 'package.module:function', "
         f".pt or .keras file), a ModelSpec or a Foolbox model, got {type(model).__name__}"
     )
-
-
-def _dataset(data: Any, fmodel: Any, **kwargs: Any) -> Any:
-    from .data import Dataset, load_data
-
-    data_format = getattr(fmodel, "data_format", None) or "channels_first"
-    if isinstance(data, Dataset):
-        return data
-    if isinstance(data, (str, Path)):
-        return load_data(str(data), data_format=data_format, bounds=tuple(fmodel.bounds), **kwargs)
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
-        import eagerpy as ep
-
-        arrays = [
-            None
-            if a is None
-            else np.asarray(ep.astensor(a).numpy() if not isinstance(a, np.ndarray) else a)
-            for a in data
-        ]
-        x, y = arrays[0], arrays[1]
-        t = arrays[2] if len(arrays) == 3 else None
-        for name, a in (("labels", y), ("targets", t)):
-            if a is not None and (a.ndim != 1 or a.dtype.kind not in "iu"):
-                raise EvaluationError(
-                    f"{name} must be a 1-D integer array, got {a.dtype} {a.shape}"
-                )
-        if y is None or x is None or len(x) != len(y) or (t is not None and len(t) != len(y)):
-            raise EvaluationError(
-                "data (x, y[, targets]) must have one label (and target) per input"
-            )
-        lo = kwargs.get("offset") or 0
-        hi = len(y) if kwargs.get("limit") is None else lo + kwargs["limit"]
-        sl = slice(lo, hi)
-        return Dataset(
-            x=np.ascontiguousarray(x[sl]),
-            y=y[sl].astype(np.int64),
-            targets=t[sl].astype(np.int64) if t is not None else None,
-            indices=np.arange(len(y), dtype=np.int64)[sl],
-            name="arrays",
-            data_format=data_format,
-        )
-    raise EvaluationError(
-        "data must be a spec ('mnist-heldout', a .npz file, an image folder), a Dataset or "
-        f"a tuple (x, y[, targets]), got {type(data).__name__}"
-    )
-
-
-def _probe(fmodel: Any, dataset: Any) -> int:
-    """Runs the model on two samples: the data's shape and dtype must suit it, the data must lie
-    in its bounds and the labels in its classes. Returns the number of classes."""
-    lo, hi = fmodel.bounds
-    x = dataset.x
-    if not np.issubdtype(x.dtype, np.floating):
-        raise EvaluationError(f"inputs must be floating point, got {x.dtype}")
-    if not np.isfinite(x).all():
-        raise EvaluationError("inputs contain NaN or inf")
-    if x.min() < lo or x.max() > hi:
-        raise EvaluationError(
-            f"inputs lie in [{x.min():g}, {x.max():g}], outside the model's bounds ({lo:g}, {hi:g})"
-        )
-    sample = x[:2]
-    try:
-        logits = fmodel(_runtime.to_native(fmodel, sample))
-        shape = tuple(np.asarray(_numpy(logits)).shape)
-    except Exception as error:  # noqa: BLE001 - the model's own error, named
-        raise EvaluationError(
-            f"the model rejects inputs of shape {tuple(sample.shape)[1:]} ({x.dtype}, "
-            f"{getattr(fmodel, 'data_format', None) or 'channels_first'}): "
-            f"{type(error).__name__}: {error}"
-        ) from error
-    if len(shape) != 2 or shape[0] != len(sample):
-        raise EvaluationError(
-            f"the model returned outputs of shape {shape}; expected (batch, classes)"
-        )
-    _check_classes("labels", dataset.y, shape[1])
-    return shape[1]
-
-
-def _check_classes(name: str, values: Optional[np.ndarray], num_classes: int) -> None:
-    if values is None or not len(values):
-        return
-    if values.min() < 0 or values.max() >= num_classes:
-        raise EvaluationError(
-            f"{name} out of range: they span [{values.min()}, {values.max()}] but the model has "
-            f"{num_classes} classes (0..{num_classes - 1})"
-        )
-
-
-def _numpy(t: Any) -> Any:
-    import eagerpy as ep
-
-    return ep.astensor(t).numpy()
-
-
-def _machine() -> Dict[str, Any]:
-    from ..bench.runner import machine_info
-
-    return machine_info()

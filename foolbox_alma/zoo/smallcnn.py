@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Un
 import foolbox as fb
 import numpy as np
 
-from .._runtime import FRAMEWORK_ALIASES
+from .._runtime import FRAMEWORK_ALIASES, TensorFlowModel
 
 ARCHITECTURES = ("smallcnn", "smallcnn-robust", "colour-cnn", "colour-cnn-b")
 """Names accepted by :func:`load_weights` (each is ``data/<name>.npz``): the regularly trained
@@ -320,7 +320,7 @@ def smallcnn_tensorflow(
             (:func:`architecture`: ``1, 28, 28`` for MNIST, ``3, 32, 32`` for the colour models).
             The model's ``data_format`` attribute records it (Foolbox's own
             ``TensorFlowModel`` reads the global Keras setting instead; :func:`foolbox_model`
-            corrects that).
+            corrects that with :class:`foolbox_alma._runtime.TensorFlowModel`).
     """
     import tensorflow as tf
 
@@ -356,18 +356,6 @@ def smallcnn_tensorflow(
         )
     model.data_format = data_format
     return model
-
-
-class _TensorFlowModel(fb.TensorFlowModel):
-    """``fb.TensorFlowModel`` whose ``data_format`` is the model's, not the global Keras setting."""
-
-    def __init__(self, model: Any, bounds: Any, data_format: str, **kwargs: Any):
-        super().__init__(model, bounds=bounds, **kwargs)
-        self._zoo_data_format = data_format
-
-    @property
-    def data_format(self) -> str:
-        return self._zoo_data_format
 
 
 # --- JAX ------------------------------------------------------------------------------------------
@@ -466,7 +454,7 @@ def foolbox_model(
         return fb.PyTorchModel(smallcnn_torch(params), bounds=(0, 1))
     if framework == "tensorflow":
         model = smallcnn_tensorflow(params, data_format=data_format)
-        return _TensorFlowModel(model, bounds=(0, 1), data_format=data_format)
+        return TensorFlowModel(model, bounds=(0, 1), data_format=data_format)
     return fb.JAXModel(smallcnn_jax(params, data_format), bounds=(0, 1), data_format=data_format)
 
 

@@ -34,6 +34,7 @@ from .._runtime import (
     FRAMEWORK_ALIASES,
     FRAMEWORK_MODULE,
     FRAMEWORKS,
+    TensorFlowModel,
     check_bounds,
     framework_installed,
 )
@@ -214,6 +215,37 @@ def load_model(spec: Union[str, ModelSpec], **kwargs: Any) -> fb.Model:
     return spec.load()
 
 
+@dataclass(frozen=True, eq=False)
+class LiveModel:
+    """A Foolbox model given as an object: usable in this process only (a worker cannot
+    rebuild it). Hashed by identity."""
+
+    model: Any
+
+    def load(self) -> Any:
+        return self.model
+
+    def describe(self) -> Dict[str, Any]:
+        return {
+            "text": f"<{type(self.model).__name__} object>",
+            "kind": "object",
+            "bounds": list(self.model.bounds),
+        }
+
+
+_BUILT: Dict[ModelSpec, fb.Model] = {}
+
+
+def model_of(spec: Union[ModelSpec, LiveModel]) -> fb.Model:
+    """The Foolbox model of ``spec``, built once per process (a worker attacks many shards); a
+    :class:`LiveModel` is its own model."""
+    if isinstance(spec, LiveModel):
+        return spec.model
+    if spec not in _BUILT:
+        _BUILT[spec] = spec.load()
+    return _BUILT[spec]
+
+
 def file_sha256(path: str) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -339,8 +371,6 @@ def _torchscript_model(spec: ModelSpec) -> fb.Model:
 
 def _keras_model(spec: ModelSpec) -> fb.Model:
     tf = _import_framework(spec, "tensorflow")
-    from ..zoo.smallcnn import _TensorFlowModel
-
     path, bounds = _model_file(spec, "Keras")
     try:
         model = tf.keras.models.load_model(path, compile=False)
@@ -348,7 +378,7 @@ def _keras_model(spec: ModelSpec) -> fb.Model:
         raise ValueError(
             f"model spec {spec.text!r}: cannot load {path!r} as a Keras model ({error})"
         ) from error
-    return _TensorFlowModel(model, bounds=bounds, data_format=keras_data_format(model))
+    return TensorFlowModel(model, bounds=bounds, data_format=keras_data_format(model))
 
 
 def keras_data_format(model: Any) -> str:
@@ -356,7 +386,7 @@ def keras_data_format(model: Any) -> str:
     ``"channels_last"``, anything else ``"channels_first"``.
 
     Foolbox's ``TensorFlowModel.data_format`` reports the global Keras setting instead, which
-    says nothing about a loaded model (see ``foolbox_alma.zoo.smallcnn._TensorFlowModel``).
+    says nothing about a loaded model (see :class:`foolbox_alma._runtime.TensorFlowModel`).
     """
     shape = model.input_shape
     if isinstance(shape, list):

@@ -1,4 +1,7 @@
-"""The output folder of an evaluation: what run it holds, and its shards, written atomically.
+"""The pipeline's one store: a run's folder, what run it holds, and its shards, written atomically.
+
+Evaluations write one per run (``--out``); the benchmark one per attack and step budget
+(``<out>/attacks/<attack>@<steps>/``).
 
 Layout::
 
@@ -23,7 +26,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from .._io import json_text, jsonable, write_atomic
 from .engine import ShardResult
+from .errors import EvaluationError
 
 FORMAT = 1
 OUTPUTS = (
@@ -35,23 +40,10 @@ OUTPUTS = (
 )
 
 
-class EvaluationError(ValueError):
-    """A problem with the evaluation's inputs or output folder (the message says which)."""
-
-
 def identity_hash(identity: Dict[str, Any]) -> str:
-    text = json.dumps(identity, sort_keys=True, default=repr)
+    """A short digest of a run's identity (its JSON form, keys sorted)."""
+    text = json.dumps(jsonable(identity), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunFolder:
@@ -63,9 +55,11 @@ class RunFolder:
         self.run_id = identity_hash(identity)
         self.shards = self.path / "shards"
 
-    def open(self, force: bool = False) -> None:
+    def open(self, force: bool = False, replace_other: bool = False) -> None:
         """Checks the folder holds this run (or nothing), clears it with ``force``, and
-        removes temporary files left by an interrupted run."""
+        removes temporary files left by an interrupted run. A folder holding another run's
+        results is an error, unless ``force`` or ``replace_other`` (the benchmark, whose
+        per-attack folders follow their settings) clears it."""
         run_file = self.path / "run.json"
         if self.path.exists() and not self.path.is_dir():
             raise EvaluationError(f"output folder {self.path} is a file")
@@ -85,7 +79,10 @@ class RunFolder:
                     f"output folder {self.path} has an unreadable run.json ({error}); use "
                     "force to start over"
                 ) from None
-            if previous.get("run_id") != self.run_id and not force:
+            other = previous.get("run_id") != self.run_id
+            if other and replace_other:
+                force = True
+            elif other and not force:
                 changed = _differences(previous.get("identity", {}), self.identity)
                 raise EvaluationError(
                     f"output folder {self.path} holds a different run's results (differs in: "
@@ -98,7 +95,7 @@ class RunFolder:
         for tmp in list(self.shards.glob(".*.tmp-*")) + list(self.path.glob(".*.tmp-*")):
             tmp.unlink(missing_ok=True)
         record = {"format": FORMAT, "run_id": self.run_id, "identity": self.identity}
-        write_atomic(run_file, json.dumps(record, indent=1, default=repr).encode())
+        write_atomic(run_file, json_text(record))
 
     def clear(self) -> None:
         """Removes this package's files (shards and outputs), nothing else."""
@@ -137,9 +134,7 @@ class RunFolder:
         return result
 
     def write_text(self, name: str, text: str) -> Path:
-        path = self.path / name
-        write_atomic(path, text.encode())
-        return path
+        return write_atomic(self.path / name, text)
 
 
 def _differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
@@ -150,8 +145,6 @@ def _differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> 
         name = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, name + ".")
-        elif json.dumps(a, sort_keys=True, default=repr) != json.dumps(
-            b, sort_keys=True, default=repr
-        ):
+        elif json.dumps(jsonable(a), sort_keys=True) != json.dumps(jsonable(b), sort_keys=True):
             out.append(name)
     return out

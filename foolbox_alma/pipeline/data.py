@@ -31,11 +31,14 @@ an ``offset`` at or past the end is an error.
 import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import eagerpy as ep
 import numpy as np
 
-from .._runtime import check_bounds
+from .._runtime import check_bounds, to_native
+from .errors import EvaluationError
 
 DATA_FORMATS = ("channels_first", "channels_last")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -185,6 +188,92 @@ def to_layout(x: np.ndarray, data_format: str, name: str = "x") -> np.ndarray:
     if current == data_format:
         return x
     return x.transpose(0, 2, 3, 1) if data_format == "channels_last" else x.transpose(0, 3, 1, 2)
+
+
+def as_dataset(data: Any, fmodel: Any, **kwargs: Any) -> Dataset:
+    """``data`` as a :class:`Dataset` in ``fmodel``'s layout and units: a data spec (read with
+    :func:`load_data`, ``kwargs`` its ``limit``, ``offset``, ``image_size``), a Dataset, or a tuple
+    ``(x, y[, targets])`` of arrays or tensors already in the model's layout and units."""
+    data_format = getattr(fmodel, "data_format", None) or "channels_first"
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, Path)):
+        return load_data(str(data), data_format=data_format, bounds=tuple(fmodel.bounds), **kwargs)
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
+        arrays = [
+            None
+            if a is None
+            else np.asarray(ep.astensor(a).numpy() if not isinstance(a, np.ndarray) else a)
+            for a in data
+        ]
+        x, y = arrays[0], arrays[1]
+        t = arrays[2] if len(arrays) == 3 else None
+        for name, a in (("labels", y), ("targets", t)):
+            if a is not None and (a.ndim != 1 or a.dtype.kind not in "iu"):
+                raise EvaluationError(
+                    f"{name} must be a 1-D integer array, got {a.dtype} {a.shape}"
+                )
+        if y is None or x is None or len(x) != len(y) or (t is not None and len(t) != len(y)):
+            raise EvaluationError(
+                "data (x, y[, targets]) must have one label (and target) per input"
+            )
+        lo = kwargs.get("offset") or 0
+        hi = len(y) if kwargs.get("limit") is None else lo + kwargs["limit"]
+        sl = slice(lo, hi)
+        return Dataset(
+            x=np.ascontiguousarray(x[sl]),
+            y=y[sl].astype(np.int64),
+            targets=t[sl].astype(np.int64) if t is not None else None,
+            indices=np.arange(len(y), dtype=np.int64)[sl],
+            name="arrays",
+            data_format=data_format,
+        )
+    raise EvaluationError(
+        "data must be a spec ('mnist-heldout', a .npz file, an image folder), a Dataset or "
+        f"a tuple (x, y[, targets]), got {type(data).__name__}"
+    )
+
+
+def probe(fmodel: Any, dataset: Dataset) -> int:
+    """Runs the model on two samples: the data's shape and dtype must suit it, the data must lie
+    in its bounds and the labels in its classes. Returns the number of classes."""
+    lo, hi = fmodel.bounds
+    x = dataset.x
+    if not np.issubdtype(x.dtype, np.floating):
+        raise EvaluationError(f"inputs must be floating point, got {x.dtype}")
+    if not np.isfinite(x).all():
+        raise EvaluationError("inputs contain NaN or inf")
+    if x.min() < lo or x.max() > hi:
+        raise EvaluationError(
+            f"inputs lie in [{x.min():g}, {x.max():g}], outside the model's bounds ({lo:g}, {hi:g})"
+        )
+    sample = x[:2]
+    try:
+        logits = fmodel(to_native(fmodel, sample))
+        shape = tuple(np.asarray(ep.astensor(logits).numpy()).shape)
+    except Exception as error:  # noqa: BLE001 - the model's own error, named
+        raise EvaluationError(
+            f"the model rejects inputs of shape {tuple(sample.shape)[1:]} ({x.dtype}, "
+            f"{getattr(fmodel, 'data_format', None) or 'channels_first'}): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if len(shape) != 2 or shape[0] != len(sample):
+        raise EvaluationError(
+            f"the model returned outputs of shape {shape}; expected (batch, classes)"
+        )
+    check_classes("labels", dataset.y, shape[1])
+    return shape[1]
+
+
+def check_classes(name: str, values: Optional[np.ndarray], num_classes: int) -> None:
+    """Class indices ``values`` (None: nothing to check) inside ``[0, num_classes)``."""
+    if values is None or not len(values):
+        return
+    if values.min() < 0 or values.max() >= num_classes:
+        raise EvaluationError(
+            f"{name} out of range: they span [{values.min()}, {values.max()}] but the model has "
+            f"{num_classes} classes (0..{num_classes - 1})"
+        )
 
 
 # --- sources --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .. import metrics
+from .._io import json_text, markdown_table, write_atomic
 from .engine import ShardResult
 
 
@@ -59,7 +60,9 @@ class EvaluationResult:
             clean_prediction=cat("clean_prediction", np.int64),
             adversarial_prediction=cat("adversarial_prediction", np.int64),
             success=cat("success", bool),
-            distance=cat("distance", np.float64),
+            distance=metrics.distances_with_failures(
+                cat("distance", np.float64), cat("success", bool)
+            ),
             shard=np.concatenate([np.full(len(s.labels), s.index) for s in ordered]).astype(
                 np.int64
             )
@@ -185,9 +188,7 @@ class EvaluationResult:
         adversarials.npz) into the run folder (atomically)."""
         paths = {
             "samples": folder.write_text("samples.csv", self.samples_csv()),
-            "summary": folder.write_text(
-                "summary.json", json.dumps(_json_safe(self.summary), indent=1)
-            ),
+            "summary": folder.write_text("summary.json", json_text(self.summary)),
         }
         png = folder.path / "robust_accuracy.png"
         tmp = folder.path / ".robust_accuracy.png.tmp.png"
@@ -198,8 +199,6 @@ class EvaluationResult:
         if save_adversarials and self.adversarials is not None:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, adversarials=self.adversarials, indices=self.indices)
-            from .store import write_atomic
-
             write_atomic(folder.path / "adversarials.npz", buffer.getvalue())
             paths["adversarials"] = folder.path / "adversarials.npz"
         return paths
@@ -226,23 +225,4 @@ def format_table(result: EvaluationResult) -> str:
         f"{s.get('forwards_per_sample', math.nan):.0f} / {s.get('backwards_per_sample', math.nan):.0f}",
         f"{s.get('seconds', {}).get('attack', math.nan):.1f}",
     ]
-    return "\n".join(
-        [
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-            "| " + " | ".join(row) + " |",
-        ]
-    )
-
-
-def _json_safe(value: Any) -> Any:
-    """Infinite and NaN floats as null (JSON has no such numbers)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
+    return markdown_table(header, [row])

@@ -1,4 +1,10 @@
-"""Shards as Ray tasks: one task per shard, each worker rebuilding the model from its spec.
+"""Where shards run: in this process, or as Ray tasks. The only place that knows which.
+
+:func:`execute` hands every finished shard to ``on_result`` (the driver saves it) as soon as it is
+done, whichever way it runs: in this process one after the other (:func:`run_here`), or on Ray
+(:func:`run_on_ray`), one task per shard, each worker rebuilding the model from its spec.
+
+Ray:
 
 ``address=None`` starts a local Ray instance on this machine (or joins the cluster named by
 ``RAY_ADDRESS`` when that is set); an address joins that cluster. Tasks ask for ``threads`` CPUs
@@ -14,10 +20,46 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .. import _runtime
-from .engine import Plan, Shard, ShardResult, run_shard
-from .store import EvaluationError
+from .engine import Hooks, Plan, Shard, ShardResult, run_shard
+from .errors import EvaluationError
 
 INSTALL = "pip install 'foolbox-alma[ray]' (or pip install ray)"
+
+
+def execute(
+    plan: Plan,
+    shards: Sequence[Shard],
+    on_result: Callable[[ShardResult], None],
+    *,
+    ray: Any = None,
+    hooks: Optional[Hooks] = None,
+    workers: Optional[int] = None,
+    device: str = "cpu",
+    info: Optional[Dict[str, Any]] = None,
+) -> None:
+    """Runs ``shards`` here (``ray`` None or False) or on Ray (True, ``"local"``: a local instance
+    or the cluster of ``RAY_ADDRESS``; an address: that cluster). ``hooks`` apply in this process
+    only (a Ray worker runs the plain loop); ``info`` receives how it ran."""
+    if ray in (None, False):
+        run_here(plan, shards, on_result, hooks)
+        return
+    address = None if ray in (True, "local", "") else str(ray)
+    if info is not None:
+        info["address"] = address or "local (or RAY_ADDRESS)"
+    run_on_ray(
+        plan, shards, on_result, address=address, workers=workers, device=device, info=info
+    )
+
+
+def run_here(
+    plan: Plan,
+    shards: Sequence[Shard],
+    on_result: Callable[[ShardResult], None],
+    hooks: Optional[Hooks] = None,
+) -> None:
+    """Runs the shards one after the other in this process."""
+    for shard in shards:
+        on_result(run_shard(plan, shard, hooks))
 
 
 def _remote_shard(plan: Plan, shard: Shard) -> ShardResult:

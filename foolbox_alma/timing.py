@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import eagerpy as ep
 import foolbox as fb
 
-from .._dispatch import value_aux_and_grad
+from ._dispatch import value_aux_and_grad
 
 
 def floor_pass(fmodel: fb.Model, x: Any, y: Any, warm_up: bool = True) -> Callable[[], None]:
