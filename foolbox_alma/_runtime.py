@@ -111,12 +111,17 @@ def derived_seed(seed: int, index: int) -> int:
 
 def limit_threads_before_import(framework: str, threads: int) -> None:
     """TensorFlow and JAX fix their thread pools when they start: set them before any model is
-    built (PyTorch's can change at any time, see :func:`threads`)."""
+    built (PyTorch's can change at any time, see :func:`threads`). Before the framework is
+    imported this only sets its environment variables, so it costs nothing for a run that
+    never imports it."""
     if framework == "jax" and "jax" not in sys.modules:
         os.environ.setdefault(
             "XLA_FLAGS",
             f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}",
         )
+    elif framework in ("tensorflow", "tf") and "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
     elif framework in ("tensorflow", "tf"):
         import tensorflow as tf
 
@@ -163,6 +168,12 @@ def threads(framework: str, count: Optional[int]) -> Iterator[None]:
     yield
 
 
+def threads_in_use(framework: str) -> int:
+    """The CPU threads the framework computes with now: its setting, or the cores it uses by
+    default (TensorFlow and JAX without a setting use every core)."""
+    return current_threads(framework) or os.cpu_count() or 1
+
+
 def current_threads(framework: str) -> Optional[int]:
     """The framework's CPU threads, where it says."""
     if framework == "pytorch":
@@ -172,7 +183,8 @@ def current_threads(framework: str) -> Optional[int]:
     if framework == "tensorflow":
         import tensorflow as tf
 
-        return tf.config.threading.get_intra_op_parallelism_threads() or None
+        setting = tf.config.threading.get_intra_op_parallelism_threads()
+        return setting or int(os.environ.get("TF_NUM_INTRAOP_THREADS", 0)) or None
     if framework == "jax":
         flags = os.environ.get("XLA_FLAGS", "")
         if "intra_op_parallelism_threads=" in flags:

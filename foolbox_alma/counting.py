@@ -255,6 +255,8 @@ def counted_model(model: fb.Model) -> Iterator[Tuple[fb.Model, Any, "CountingRes
     """
     module = torch_module_of(model)
     result = CountingResult()
+    if module is not None and _is_script_module(module):
+        model, module = hookable_model(model, module)
     if module is not None:
         with count_torch_passes(module) as counter:
             result._counter = counter
@@ -263,6 +265,47 @@ def counted_model(model: fb.Model) -> Iterator[Tuple[fb.Model, Any, "CountingRes
     counting = counting_model_of(model)
     result._source = counting
     yield counting, None, result
+
+
+def _is_script_module(module: Any) -> bool:
+    import torch
+
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def hookable_model(model: Any, module: Any) -> Tuple[fb.Model, Any]:
+    """A ``fb.PyTorchModel`` whose module takes hooks, for a model whose module is TorchScript
+    (scripted or traced modules refuse forward and backward hooks): the same bounds, device and
+    preprocessing around a plain ``torch.nn.Module`` that calls the TorchScript module. Made
+    once per model and kept on it."""
+    cached = getattr(model, _HOOKABLE_ATTRIBUTE, None)
+    if cached is not None and cached[1].inner is module:
+        return cached
+    import torch
+
+    class ScriptModuleHost(torch.nn.Module):
+        """Calls a TorchScript module; hooks on this module see every pass through it."""
+
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.inner = inner
+            self.train(inner.training)
+
+        def forward(self, x: Any) -> Any:
+            return self.inner(x)
+
+    host = ScriptModuleHost(module)
+    wrapped = fb.PyTorchModel(host, bounds=model.bounds, device=getattr(model, "device", None))
+    wrapped._preprocess_args = model._preprocess_args  # Foolbox's (mean, std, axis)
+    pair = (wrapped, host)
+    try:
+        setattr(model, _HOOKABLE_ATTRIBUTE, pair)
+    except AttributeError:
+        pass
+    return pair
+
+
+_HOOKABLE_ATTRIBUTE = "_foolbox_alma_hookable"
 
 
 def counting_model_of(model: fb.Model) -> "CountingModel":

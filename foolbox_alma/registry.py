@@ -144,7 +144,7 @@ def _untargeted(name: str, run: UntargetedRunFn) -> RunFn:
 def _alma(distance: str, **fixed: Any) -> Builder:
     """ALMA on ``distance`` with its defaults (``alpha`` following the budget), or ``fixed``."""
 
-    def build(steps: int) -> Tuple[RunFn, Dict[str, Any]]:
+    def build(steps: int) -> Tuple[Any, Dict[str, Any]]:
         attack = ALMA(distance=distance, steps=steps, **fixed)
         return minimization_run(attack), attack.settings.record()
 
@@ -152,7 +152,7 @@ def _alma(distance: str, **fixed: Any) -> Builder:
 
 
 def _foolbox(factory: Callable[[int], Any], settings: Callable[[int], Dict]) -> Builder:
-    def build(steps: int) -> Tuple[RunFn, Dict[str, Any]]:
+    def build(steps: int) -> Tuple[Any, Dict[str, Any]]:
         attack = factory(steps)
 
         def run(fmodel: fb.Model, module: Any, x: Any, y: Any) -> Any:
@@ -181,7 +181,7 @@ class L2FMNAttack(fb.attacks.L2FMNAttack):
         return x0 + delta * atleast_kd(factor, x.ndim)
 
 
-def _plain(steps: int) -> Tuple[RunFn, Dict[str, Any]]:
+def _plain(steps: int) -> Tuple[Any, Dict[str, Any]]:
     """``steps`` plain forward+backward passes, the floor's own computation, returning the inputs
     unchanged: its time over the floor shows the timing method's bias and noise (about 1.00 on
     PyTorch; on TensorFlow and JAX its time includes compiling the pass)."""
@@ -196,7 +196,7 @@ def _plain(steps: int) -> Tuple[RunFn, Dict[str, Any]]:
 
 
 def _adv_lib(attack_name: str, **kwargs: Any) -> Builder:
-    def build(steps: int) -> Tuple[RunFn, Dict[str, Any]]:
+    def build(steps: int) -> Tuple[Any, Dict[str, Any]]:
         import adv_lib.attacks
 
         attack = getattr(adv_lib.attacks, attack_name)
@@ -266,9 +266,11 @@ def _lpips_file(distance: str) -> Optional[Callable[[], str]]:
 
 def _declare() -> List[AttackSpec]:
     specs: List[AttackSpec] = []
-    adv_lib = {"frameworks": ("pytorch",), "requires": "adv_lib"}
+    adv_lib: Dict[str, Any] = {"frameworks": ("pytorch",), "requires": "adv_lib"}
 
-    def foolbox(name: str, label: str, distance: str, factory: Any, settings: Any, bs: int = 1):
+    def foolbox(
+        name: str, label: str, distance: str, factory: Any, settings: Any, bs: int = 1
+    ) -> AttackSpec:
         return AttackSpec(name, label, "foolbox", distance, _foolbox(factory, settings), bs)
 
     specs += [

@@ -22,6 +22,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import zoo
+from .._io import plain_text
 from .._runtime import check_bounds, limit_threads_before_import, to_native
 from ..pipeline.data import load_data
 from ..pipeline.models import parse_model_spec
@@ -285,7 +286,7 @@ def _command(args: argparse.Namespace) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m foolbox_alma.bench",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)

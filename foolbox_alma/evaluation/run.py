@@ -7,6 +7,7 @@ shards, run the missing ones with the executor (saving each as it finishes), and
 
 import dataclasses
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +18,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import _runtime
+from ..pipeline import sanity
 from ..pipeline.data import Dataset, as_dataset, check_classes, probe
 from ..pipeline.engine import Hooks, Plan, Shard, ShardResult
-from ..pipeline.errors import EvaluationError
+from ..pipeline.errors import EvaluationError, EvaluationInterrupted
 from ..pipeline.executor import execute
+from ..pipeline.fingerprint import fingerprint
 from ..pipeline.models import LiveModel, ModelSpec, model_of, parse_model_spec
 from ..pipeline.result import EvaluationResult
-from ..pipeline.store import RunFolder
+from ..pipeline.store import RunFolder, identity_hash
 from ..registry import AttackConfig, AttackLike, BuiltAttack, attack_config
 
-IDENTITY_FORMAT = 2  # 2: shards keep the returned points' distances (failures too) and rulers
+IDENTITY_FORMAT = 3  # 3: the model's fingerprint; the data by its arrays, not its name
+DEFAULT_ROOT = "evaluation"
+AUTO = "auto"
 
 
 @dataclass
@@ -39,6 +44,8 @@ class _Inputs:
     targets_rule: Optional[str]
     config: AttackConfig
     built: BuiltAttack
+    fingerprint: Dict[str, Any]
+    signals: Dict[str, Any]
 
 
 def evaluate(
@@ -56,7 +63,7 @@ def evaluate(
     batch_size: int = 100,
     shard_size: Optional[int] = None,
     threads: Optional[int] = None,
-    device: str = "cpu",
+    device: Optional[str] = None,
     out: Union[str, Path, None] = None,
     ray: Union[bool, str, None] = None,
     workers: Optional[int] = None,
@@ -68,6 +75,7 @@ def evaluate(
     image_size: Optional[int] = None,
     bounds: Optional[Tuple[float, float]] = None,
     framework: Optional[str] = None,
+    preprocessing: Any = None,
     seed: int = 0,
     progress: bool = True,
 ) -> EvaluationResult:
@@ -95,9 +103,13 @@ def evaluate(
         shard_size: Samples per shard, the unit that is saved, resumed and distributed (default:
             ``batch_size``).
         threads: CPU threads of the framework (per worker on Ray, default 1 there).
-        device: ``"cpu"`` or ``"cuda"`` (PyTorch models; with Ray, one GPU per task).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the model must run (None: where
+            it is; zoo models and TorchScript files on the CPU). A model on another device, or
+            ``cuda`` without a GPU, is an error; with Ray, one GPU per task.
         out: Output folder (samples.csv, summary.json, robust_accuracy.png, report.md, shards);
-            None keeps everything in memory.
+            ``"auto"``: ``evaluation/<model>-<data>-<attack>-<digest>``, named after the run
+            (the digest is the run's identity's: model and its weights, data, attack, seed...),
+            so that two different runs never share a folder; None keeps everything in memory.
         ray: False/None: in this process. True or ``"local"``: a local Ray instance (or the
             cluster of ``RAY_ADDRESS``); an address string: join that cluster.
         workers: Ray tasks at a time (default: as many as the shards).
@@ -105,8 +117,10 @@ def evaluate(
         save_adversarials: Also write ``adversarials.npz`` (and keep them in the result).
         keep_adversarials: Keep the adversarials in the returned result.
         limit, offset, image_size: Select samples and resize images (data specs only).
-        bounds: The model's input bounds (TorchScript and Keras files).
+        bounds: The model's input bounds (model files, functions returning a bare network).
         framework: Framework of a zoo model (default PyTorch).
+        preprocessing: ``(mean, std)`` for networks this package wraps (model files, bare
+            networks returned by a function): Foolbox's ``preprocessing``, per channel.
         seed: The run's seed; shard ``i`` is seeded with a seed derived from ``(seed, i)``.
         progress: A progress bar over samples.
     """
@@ -123,7 +137,7 @@ def evaluate(
         use_ray,
         device,
         dict(limit=limit, offset=offset, image_size=image_size),
-        dict(bounds=bounds, framework=framework, device=device),
+        dict(bounds=bounds, framework=framework, device=device, preprocessing=preprocessing),
         attack_config(
             attack,
             steps=steps,
@@ -143,15 +157,28 @@ def evaluate(
         batch_size=int(batch_size),
         threads=threads if threads is not None else (1 if use_ray else None),
         keep_adversarials=bool(save_adversarials or keep_adversarials),
+        fingerprint=inputs.fingerprint,
+        check_gradients=True,
     )
     identity = _identity(inputs, plan, shard_size, device)
-    folder = RunFolder(out, identity) if out is not None else None
-    if folder is not None:
+    if out == AUTO:
+        out = default_out(inputs, identity)
+    folder = None
+    if out is not None:
+        context = {"model": inputs.spec.describe(), "data": inputs.dataset.describe()}
+        folder = RunFolder(out, identity, context, inputs.fingerprint["probe"])
         folder.open(force=force)
     results = _saved_shards(folder, shards, plan, force)
     todo = [s for s in shards if s.index not in results]
-    execution = _run(plan, shards, todo, results, folder, ray, workers, device, progress)
+    try:
+        execution = _run(plan, shards, todo, results, folder, ray, workers, device, progress)
+    except KeyboardInterrupt:
+        path = folder.path if folder is not None else None
+        raise EvaluationInterrupted(len(results), len(shards), path) from None
     result = EvaluationResult.merge([results[s.index] for s in shards], epsilons or [], targeted)
+    result.files = inputs.dataset.files
+    if result.adversarials is not None:
+        result.adversarials = inputs.dataset.in_source_layout(result.adversarials)
     if not keep_adversarials and not save_adversarials:
         result.adversarials = None
     result.summary = _summary(result, inputs, shards, todo, results, identity, execution)
@@ -174,7 +201,7 @@ def _resolve(
     data: Any,
     targeted: bool,
     use_ray: bool,
-    device: str,
+    device: Optional[str],
     data_options: Dict[str, Any],
     model_options: Dict[str, Any],
     config: AttackConfig,
@@ -188,9 +215,9 @@ def _resolve(
             "'file.py:function', 'package.module:function', or a .pt/.keras file)"
         )
     probe_spec = spec
-    if use_ray and device != "cpu" and isinstance(spec, ModelSpec):
+    if use_ray and device not in (None, "cpu") and isinstance(spec, ModelSpec):
         probe_spec = dataclasses.replace(spec, device="cpu")  # the driver may have no GPU
-    fmodel = model_of(probe_spec)
+    fmodel = model_of(probe_spec, fresh=True)  # this run's weights, not a build kept from before
     dataset = as_dataset(data, fmodel, **data_options)
     if len(dataset.y) == 0:
         raise EvaluationError(
@@ -204,7 +231,9 @@ def _resolve(
     built = config.build(_runtime.model_framework(fmodel))
     if targeted and not built.supports_targeted:
         raise EvaluationError(f"attack {config.name!r} is untargeted only")
-    return _Inputs(spec, dataset, targets, rule, config, built)
+    print_ = fingerprint(fmodel, dataset.x.shape[1:])
+    signals = sanity.model_signals(fmodel, dataset.x[: sanity.SIGNAL_SAMPLES])
+    return _Inputs(spec, dataset, targets, rule, config, built, print_, signals)
 
 
 def plan_shards(dataset: Dataset, targets: Optional[np.ndarray], shard_size: int) -> List[Shard]:
@@ -222,12 +251,15 @@ def plan_shards(dataset: Dataset, targets: Optional[np.ndarray], shard_size: int
     ]
 
 
-def _identity(inputs: _Inputs, plan: Plan, shard_size: int, device: str) -> Dict[str, Any]:
+def _identity(
+    inputs: _Inputs, plan: Plan, shard_size: int, device: Optional[str]
+) -> Dict[str, Any]:
     """What the results depend on: a resumed run must match it (the store compares it)."""
+    model = dict(inputs.spec.identity(), parameters=inputs.fingerprint["parameters"])
     return {
         "format": IDENTITY_FORMAT,
-        "model": inputs.spec.describe(),
-        "data": inputs.dataset.describe(),
+        "model": model,
+        "data": inputs.dataset.identity(),
         "attack": inputs.built.settings,
         "targeted": plan.targeted,
         "targets": inputs.targets_rule if plan.targeted else None,
@@ -268,7 +300,7 @@ def _run(
     folder: Optional[RunFolder],
     ray: Any,
     workers: Optional[int],
-    device: str,
+    device: Optional[str],
     progress: bool,
 ) -> Dict[str, Any]:
     """Runs the missing shards (saving each as it finishes); returns how it ran."""
@@ -355,10 +387,60 @@ def _summary(
             "first_started": min((s.started for s in every), default=None),
             "last_finished": max((s.finished for s in every), default=None),
         },
+        "flags": [f.as_dict() for f in _flags(result, inputs, every)],
+        "model": inputs.spec.describe(),
+        "data": inputs.dataset.describe(),
         "settings": identity,
-        "execution": execution,
+        "fingerprint": inputs.fingerprint,
+        "execution": dict(execution, **_used(every)),
         "machine": _runtime.machine_info(),
     }
+
+
+def _flags(
+    result: EvaluationResult, inputs: _Inputs, shards: Sequence[ShardResult]
+) -> List[sanity.Flag]:
+    """The sanity flags of the run (:mod:`foolbox_alma.pipeline.sanity`)."""
+    checked = sum(int(s.info.get("gradients_checked", 0)) for s in shards)
+    zero = sum(int(s.info.get("zero_gradients", 0)) for s in shards)
+    failures = int((~result.success).sum())
+    return sanity.flags(inputs.signals, zero, checked, failures, len(result))
+
+
+def _used(shards: Sequence[ShardResult]) -> Dict[str, Any]:
+    """The threads and devices the shards ran with, as their workers reported them."""
+    threads = sorted({s.info["threads"] for s in shards if "threads" in s.info})
+    devices = sorted({s.info["device"] for s in shards if "device" in s.info})
+    return {"threads_used": threads, "devices_used": devices}
+
+
+def default_out(inputs: _Inputs, identity: Dict[str, Any]) -> str:
+    """``evaluation/<model>-<data>-<attack>-<digest>``: the model file and function (or zoo
+    name), the data, the attack and budget, and 8 hex digits of the run's identity, so that runs
+    of other models, weights, data, selections or settings never share a folder."""
+    spec, data = inputs.spec, inputs.dataset
+    if isinstance(spec, LiveModel):
+        model = type(spec.model).__name__
+    elif spec.kind in ("file-function", "module-function"):
+        where, function = spec.text.rsplit(":", 1)
+        model = f"{os.path.splitext(os.path.basename(where))[0].split('.')[-1]}-{function}"
+    else:
+        model = os.path.splitext(os.path.basename(spec.text.rstrip("/")))[0]
+        if spec.kind == "zoo" and spec.framework not in (None, "pytorch"):
+            model += f"-{spec.framework}"
+    source = os.path.splitext(os.path.basename(data.name.rstrip("/")))[0] or "data"
+    settings = inputs.built.settings
+    attack = (
+        inputs.config.name if inputs.config.name != "alma" else f"alma-{inputs.built.distance_name}"
+    )
+    steps = settings.get("steps")
+    what = f"{attack}-{steps}" if steps else attack
+    name = "-".join(_slug(part) for part in (model, source, what, identity_hash(identity)[:8]))
+    return os.path.join(DEFAULT_ROOT, name)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.@+-]+", "_", text).strip("._") or "x"
 
 
 # -- inputs -------------------------------------------------------------------------------------

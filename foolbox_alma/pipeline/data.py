@@ -15,7 +15,8 @@ Accepted forms (:func:`load_data`):
   index of a subfolder is its place among the sorted subfolder names (:attr:`Dataset.classes`),
   files in a subfolder are read in sorted order, hidden files and files without an image suffix
   are skipped. Read with Pillow, converted to RGB (to one gray channel when every image is gray),
-  resized to ``image_size`` x ``image_size`` (bilinear) when given, and scaled to [0, 1].
+  resized to ``image_size`` (``N`` for N x N, or ``(H, W)``; bilinear) when given, and scaled to
+  [0, 1]; each sample's file is kept (:attr:`Dataset.files`).
 
 Images are returned in the layout asked for: the channel axis of an ``.npz`` array is the axis of
 1 or 3 entries among the second and the last, and an array where both or neither are is an
@@ -32,7 +33,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import eagerpy as ep
 import numpy as np
@@ -62,6 +63,9 @@ class Dataset:
         classes: Class names of an image folder (sorted subfolder names), else None.
         offset: Samples skipped at the start of the source.
         limit: The limit asked for (None: all).
+        files: For an image folder, each sample's file, relative to the folder.
+        source_format: The layout of the source's images (``x`` was put in ``data_format``):
+            adversarials are returned in it.
     """
 
     x: np.ndarray
@@ -73,28 +77,40 @@ class Dataset:
     classes: Optional[List[str]] = field(default=None)
     offset: int = 0
     limit: Optional[int] = None
+    files: Optional[List[str]] = None
+    source_format: Optional[str] = None
 
     def __len__(self) -> int:
         return int(len(self.y))
 
-    def describe(self) -> Dict[str, Any]:
-        """JSON-able identity: name, size, shape, dtype, layout, selection and SHA-256 of the
-        bytes of ``x``, ``y`` and ``targets`` (None without targets)."""
+    def identity(self) -> Dict[str, Any]:
+        """What results depend on (hashed into a run's identity): the arrays themselves (SHA-256
+        of the bytes of ``x``, ``y`` and ``targets``), their shape, dtype and layout, and the
+        position of the first sample in the source (the indices written). Not the file name: the
+        same arrays under another name are the same data, other arrays under the same name
+        are not."""
         return {
-            "name": self.name,
             "n": len(self),
             "shape": list(self.x.shape),
             "dtype": str(self.x.dtype),
             "data_format": self.data_format,
             "offset": self.offset,
-            "limit": self.limit,
-            "classes": self.classes,
             "sha256": {
                 "x": _sha256(self.x),
                 "y": _sha256(self.y),
                 "targets": None if self.targets is None else _sha256(self.targets),
             },
         }
+
+    def describe(self) -> Dict[str, Any]:
+        """JSON-able description: :meth:`identity`, the name, the limit asked for, the classes."""
+        return {"name": self.name, "limit": self.limit, "classes": self.classes, **self.identity()}
+
+    def in_source_layout(self, images: np.ndarray) -> np.ndarray:
+        """``images`` in this dataset's layout, put back in the source's."""
+        if self.source_format in (None, self.data_format):
+            return images
+        return to_layout(images, self.source_format, self.name)
 
 
 def load_data(
@@ -103,7 +119,7 @@ def load_data(
     data_format: str = "channels_first",
     limit: Optional[int] = None,
     offset: int = 0,
-    image_size: Optional[int] = None,
+    image_size: Union[int, Sequence[int], None] = None,
     bounds: Tuple[float, float] = (0, 1),
 ) -> Dataset:
     """Reads a data spec (the forms of the module docstring) into a :class:`Dataset`.
@@ -114,7 +130,8 @@ def load_data(
         data_format: The layout the model takes: ``"channels_first"`` or ``"channels_last"``.
         limit: Take at most this many samples after ``offset`` (positive; None: all).
         offset: Skip this many samples (non-negative, less than the source's size).
-        image_size: Resize folder images to ``image_size`` x ``image_size`` (image folders only).
+        image_size: Resize folder images to ``image_size`` pixels: ``N`` (N x N) or ``(H, W)``
+            (image folders only).
         bounds: The model's input bounds ``(lo, hi)``, to which [0, 1] sources are mapped.
 
     Raises:
@@ -129,24 +146,25 @@ def load_data(
     _check_int("offset", offset, minimum=0)
     if limit is not None:
         _check_int("limit", limit, minimum=1)
-    if image_size is not None:
-        _check_int("image_size", image_size, minimum=1)
+    size = None if image_size is None else image_size_of(image_size)
     lo, hi = check_bounds(bounds)
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"data spec must be a non-empty string, got {spec!r}; {_accepted()}")
 
     classes: Optional[List[str]] = None
+    files: Optional[List[str]] = None
     is_folder = os.path.isdir(spec)
     if image_size is not None and not is_folder:
         raise ValueError(f"data {spec!r}: image_size resizes image folders only")
     if is_folder:
-        x, y, classes = _image_folder(spec, image_size)
-        targets, unit = None, True
+        x, y, classes, files = _image_folder(spec, size)
+        targets, unit, source = None, True, "channels_last"  # as image files hold them
     elif spec.lower().endswith(".npz"):
         x, y, targets, unit = _npz(spec)
+        source = layout_of(x, spec)
     elif spec.endswith("-heldout") and not os.path.exists(spec):
         x, y = _zoo_heldout(spec)
-        targets, unit = None, True
+        targets, unit, source = None, True, "channels_first"
     elif os.path.exists(spec):
         raise ValueError(f"data {spec!r} is neither an .npz file nor a folder; {_accepted()}")
     else:
@@ -168,7 +186,22 @@ def load_data(
         classes=classes,
         offset=int(offset),
         limit=None if limit is None else int(limit),
+        files=None if files is None else files[offset:stop],
+        source_format=source,
     )
+
+
+def layout_of(x: np.ndarray, name: str = "x") -> str:
+    """``"channels_first"`` or ``"channels_last"``: the one of axis 1 and the last axis that has
+    1 or 3 entries; when both or neither do, the layout cannot be told and this is an error."""
+    first, last = x.shape[1] in (1, 3), x.shape[-1] in (1, 3)
+    if first == last:
+        raise ValueError(
+            f"data {name!r}: cannot tell the channel axis of images of shape {x.shape}: "
+            "expected 1 or 3 channels on axis 1 (N, C, H, W) or on the last axis (N, H, W, C), "
+            "not on both or neither"
+        )
+    return "channels_first" if first else "channels_last"
 
 
 def to_layout(x: np.ndarray, data_format: str, name: str = "x") -> np.ndarray:
@@ -177,15 +210,7 @@ def to_layout(x: np.ndarray, data_format: str, name: str = "x") -> np.ndarray:
     The channel axis is the one of 1 or 3 entries among axis 1 and the last axis; when both or
     neither are, the layout cannot be told and this is an error.
     """
-    first, last = x.shape[1] in (1, 3), x.shape[-1] in (1, 3)
-    if first == last:
-        raise ValueError(
-            f"data {name!r}: cannot tell the channel axis of images of shape {x.shape}: "
-            "expected 1 or 3 channels on axis 1 (N, C, H, W) or on the last axis (N, H, W, C), "
-            "not on both or neither"
-        )
-    current = "channels_first" if first else "channels_last"
-    if current == data_format:
+    if layout_of(x, name) == data_format:
         return x
     return x.transpose(0, 2, 3, 1) if data_format == "channels_last" else x.transpose(0, 3, 1, 2)
 
@@ -339,8 +364,26 @@ def _npz(path: str) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], bool]
     return x, y, targets, unit
 
 
-def _image_folder(path: str, image_size: Optional[int]) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """Images (N, C, H, W) in [0, 1], labels and class names of an ImageFolder-style folder."""
+def image_size_of(value: Any) -> Tuple[int, int]:
+    """``(height, width)`` from ``N`` (N x N) or ``(H, W)``: positive integers, else an error."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        _check_int("image_size", value, minimum=1)
+        return int(value), int(value)
+    sizes = list(value) if isinstance(value, (list, tuple)) else []
+    if len(sizes) not in (1, 2) or any(
+        isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in sizes
+    ):
+        raise ValueError(
+            f"image_size must be a positive integer N (N x N) or two (height, width), got {value!r}"
+        )
+    return int(sizes[0]), int(sizes[-1])
+
+
+def _image_folder(
+    path: str, image_size: Optional[Tuple[int, int]]
+) -> Tuple[np.ndarray, np.ndarray, List[str], List[str]]:
+    """Images (N, C, H, W) in [0, 1], labels, class names and files (relative to the folder) of
+    an ImageFolder-style folder."""
     from PIL import Image
 
     classes = sorted(
@@ -373,7 +416,8 @@ def _image_folder(path: str, image_size: Optional[int]) -> Tuple[np.ndarray, np.
     for (file, _), image in zip(files, images):
         image = image.convert("L" if gray else "RGB")
         if image_size is not None:
-            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            height, width = image_size
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
         elif first is None:
             first = (file, image.size)
         elif image.size != first[1]:
@@ -385,7 +429,8 @@ def _image_folder(path: str, image_size: Optional[int]) -> Tuple[np.ndarray, np.
         array = np.asarray(image, dtype=np.float32) / np.float32(255)
         arrays.append(array[None] if gray else array.transpose(2, 0, 1))
     labels = np.array([label for _, label in files], dtype=np.int64)
-    return np.stack(arrays), labels, classes
+    names = [os.path.relpath(file, path) for file, _ in files]
+    return np.stack(arrays), labels, classes, names
 
 
 def _read_image(file: str) -> Any:

@@ -29,7 +29,10 @@ import numpy as np
 from .. import _runtime
 from ..counting import counted_model, torch_module_of
 from ..registry import AttackConfig, BuiltAttack
-from .models import model_of
+from . import fingerprint as fingerprints
+from .errors import EvaluationError
+from .models import device_of, model_of
+from .sanity import zero_gradient_count
 
 AttackCall = Callable[[Optional[ContextManager[Any]]], "BatchAttack"]
 """Runs the attack on the current batch, timed, with an optional context manager around it."""
@@ -41,7 +44,10 @@ class Plan:
     except for a :class:`~foolbox_alma.pipeline.models.LiveModel`, which runs in-process only).
 
     ``rulers`` are distances the returned points are also measured in (the benchmark's
-    ``measure``), by name.
+    ``measure``), by name. ``fingerprint`` is the model's (:mod:`.fingerprint`) when the run
+    started: a worker whose model differs (a model file changed since) loads it again, and
+    stops the run if it still differs. ``check_gradients`` counts, before each batch's attack,
+    the samples whose input gradient is zero (:mod:`.sanity`).
     """
 
     model: Any  # a ModelSpec or a LiveModel
@@ -52,6 +58,8 @@ class Plan:
     threads: Optional[int] = None
     keep_adversarials: bool = False
     rulers: Tuple[str, ...] = ()
+    fingerprint: Optional[Dict[str, Any]] = None
+    check_gradients: bool = False
 
 
 @dataclass
@@ -296,6 +304,14 @@ class _Collected:
         self.forwards = self.backwards = 0
         self.seconds = 0.0
         self.batches: list = []
+        self.zero_gradients: Optional[int] = None
+
+    def info(self) -> Dict[str, Any]:
+        """What the shard's ``info`` keeps besides the threads and device."""
+        out: Dict[str, Any] = {"batches": self.batches} if self.batches else {}
+        if self.zero_gradients is not None:
+            out.update(zero_gradients=self.zero_gradients, gradients_checked=len(self.clean))
+        return out
 
     def add(self, lo: int, hi: int, done: BatchAttack, score: BatchScore) -> None:
         self.forwards += done.forwards
@@ -314,9 +330,10 @@ def run_shard(plan: Plan, shard: Shard, hooks: Optional[Hooks] = None) -> ShardR
     """Attacks one shard (see the module docstring)."""
     hooks = hooks or Hooks()
     started = _now()
-    fmodel = model_of(plan.model)
+    fmodel = _verified_model(plan, shard)
     framework = _runtime.model_framework(fmodel)
     with _runtime.threads(framework, plan.threads), frozen_parameters(fmodel):
+        used = {"threads": _runtime.threads_in_use(framework), "device": device_of(fmodel)}
         attack = _built(plan.attack, framework)
         if plan.targeted and not attack.supports_targeted:
             raise ValueError(f"attack {plan.attack.name!r} cannot run targeted")
@@ -350,8 +367,28 @@ def run_shard(plan: Plan, shard: Shard, hooks: Optional[Hooks] = None) -> ShardR
         worker=f"{socket.gethostname()}:{os.getpid()}",
         adversarials=collected.adversarials,
         measured=collected.measured,
-        info={"batches": collected.batches} if collected.batches else {},
+        info=dict(used, **collected.info()),
     )
+
+
+def _verified_model(plan: Plan, shard: Shard) -> Any:
+    """The plan's model, checked against the fingerprint the run started with: loaded again
+    once if it differs (this process may hold an older build of the same spec)."""
+    fmodel = model_of(plan.model)
+    if plan.fingerprint is None:
+        return fmodel
+    shape = shard.x.shape[1:]
+    if fingerprints.check(fmodel, plan.fingerprint, shape) is None:
+        return fmodel
+    fmodel = model_of(plan.model, fresh=True)
+    problem = fingerprints.check(fmodel, plan.fingerprint, shape)
+    if problem is not None:
+        text = plan.model.describe().get("text")
+        raise EvaluationError(
+            f"the model {text} changed while the run was going ({problem}): its results would "
+            "mix two models; rerun once the model stays the same"
+        )
+    return fmodel
 
 
 def _run_batch(
@@ -374,6 +411,9 @@ def _run_batch(
     chosen = targets if plan.targeted and targets is not None else labels
     classes = _runtime.to_native(fmodel, chosen)
     collected.clean[lo:hi] = predict(fmodel, x, hi - lo)
+    if plan.check_gradients:
+        zero = zero_gradient_count(fmodel, x, classes)
+        collected.zero_gradients = (collected.zero_gradients or 0) + zero
 
     def call(around: Optional[ContextManager[Any]]) -> BatchAttack:
         return attack_batch(counted, attack.run, x, classes, plan.targeted, around=around)

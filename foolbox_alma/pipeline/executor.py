@@ -34,7 +34,7 @@ def execute(
     ray: Any = None,
     hooks: Optional[Hooks] = None,
     workers: Optional[int] = None,
-    device: str = "cpu",
+    device: Optional[str] = None,
     info: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Runs ``shards`` here (``ray`` None or False) or on Ray (True, ``"local"``: a local instance
@@ -46,9 +46,7 @@ def execute(
     address = None if ray in (True, "local", "") else str(ray)
     if info is not None:
         info["address"] = address or "local (or RAY_ADDRESS)"
-    run_on_ray(
-        plan, shards, on_result, address=address, workers=workers, device=device, info=info
-    )
+    run_on_ray(plan, shards, on_result, address=address, workers=workers, device=device, info=info)
 
 
 def run_here(
@@ -73,7 +71,7 @@ def run_on_ray(
     *,
     address: Optional[str] = None,
     workers: Optional[int] = None,
-    device: str = "cpu",
+    device: Optional[str] = None,
     max_retries: int = 3,
     info: Optional[Dict[str, Any]] = None,
 ) -> None:
@@ -108,7 +106,7 @@ def run_on_ray(
     try:
         remote = ray.remote(_remote_shard).options(
             num_cpus=threads,
-            num_gpus=1 if device.startswith("cuda") else 0,
+            num_gpus=1 if (device or "cpu").startswith("cuda") else 0,
             max_retries=max_retries,
             retry_exceptions=False,
             runtime_env={"env_vars": _runtime.thread_environment(threads)},

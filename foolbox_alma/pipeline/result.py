@@ -36,6 +36,7 @@ class EvaluationResult:
     summary: Dict[str, Any] = field(default_factory=dict)
     adversarials: Optional[np.ndarray] = None
     out: Optional[Path] = None
+    files: Optional[List[str]] = None  # an image folder's file of each sample
 
     @classmethod
     def merge(
@@ -98,17 +99,21 @@ class EvaluationResult:
     # -- files ------------------------------------------------------------------------------
 
     def samples_csv(self) -> str:
-        """One row per input: ``index,label,[target,]clean_prediction,adversarial_prediction,
-        success,distance,shard`` (distance ``inf`` where no adversarial was found)."""
+        """One row per input: ``index,[file,]label,[target,]clean_prediction,
+        adversarial_prediction,success,distance,shard`` (distance ``inf`` where no adversarial
+        was found; ``file`` for an image folder, relative to it)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        header = ["index", "label"]
+        header = ["index"] + (["file"] if self.files is not None else []) + ["label"]
         if self.targets is not None:
             header.append("target")
         header += ["clean_prediction", "adversarial_prediction", "success", "distance", "shard"]
         writer.writerow(header)
         for i in range(len(self)):
-            row: List[Any] = [int(self.indices[i]), int(self.labels[i])]
+            row: List[Any] = [int(self.indices[i])]
+            if self.files is not None:
+                row.append(self.files[i])
+            row.append(int(self.labels[i]))
             if self.targets is not None:
                 row.append(int(self.targets[i]))
             row += [
@@ -134,26 +139,28 @@ class EvaluationResult:
         top = max([float(finite.max()) if finite.size else 1.0] + self.epsilons) * 1.1 or 1.0
         grid = np.linspace(0, top, 800)
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.step(grid, 100 * self.robust_accuracy(grid), where="post", linewidth=1.5)
+        # the clean accuracy first, dashed and dark: visible where the curve starts on it (100%)
+        ax.axhline(
+            100 * self.clean_accuracy,
+            color="0.35",
+            linestyle="--",
+            linewidth=1.2,
+            zorder=1,
+            label=f"clean accuracy {100 * self.clean_accuracy:.1f}%",
+        )
+        ax.step(grid, 100 * self.robust_accuracy(grid), where="post", linewidth=1.5, zorder=2)
         for eps, ra in zip(self.epsilons, self.robust_accuracy(self.epsilons)):
-            ax.plot([eps], [100 * ra], "o", color="C3")
-            ax.annotate(
+            ax.plot([eps], [100 * ra], "o", color="C3", zorder=3)
+            ax.annotate(  # below and right of the point: clear of the title at 100%
                 f"{100 * ra:.1f}%",
                 (eps, 100 * ra),
                 textcoords="offset points",
-                xytext=(4, 4),
+                xytext=(5, -12),
                 fontsize=8,
             )
-        ax.axhline(
-            100 * self.clean_accuracy,
-            color="gray",
-            linestyle=":",
-            linewidth=1,
-            label=f"clean accuracy {100 * self.clean_accuracy:.1f}%",
-        )
         distance = self.summary.get("distance", "distance")
         ax.set_xlim(0, top)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 105)
         ax.set_xlabel(f"{distance} budget epsilon")
         ax.set_ylabel("robust accuracy (%)")
         ax.grid(True, linestyle="--", color="lightgray")
@@ -168,8 +175,8 @@ class EvaluationResult:
     def report_markdown(self, figure: Optional[str] = "robust_accuracy.png") -> str:
         s = self.summary
         lines = [f"# {s.get('title', 'Evaluation')}", ""]
-        lines.append(f"* model: `{s['settings']['model'].get('text')}`")
-        lines.append(f"* data: `{s['settings']['data'].get('name')}`, {len(self)} samples")
+        lines.append(f"* model: `{s['model'].get('text')}`")
+        lines.append(f"* data: `{s['data'].get('name')}`, {len(self)} samples")
         lines.append(f"* attack: {json.dumps(s['settings']['attack'])}")
         lines.append(f"* finished {s.get('finished')}; {s['execution']['description']}")
         shards = s["shards"]
@@ -179,6 +186,13 @@ class EvaluationResult:
                 f"run in this folder, {shards['computed']} computed now"
             )
         lines += ["", format_table(self), ""]
+        flags = s.get("flags") or []
+        if flags:
+            lines += ["Sanity flags (these numbers may not be trustworthy as they are):", ""]
+            lines += [
+                f"* **{f['flag']}**: {f['seen']}. {f['meaning']} {f['advice']}" for f in flags
+            ]
+            lines.append("")
         if figure:
             lines += [f"![robust accuracy]({figure})", ""]
         return "\n".join(lines)

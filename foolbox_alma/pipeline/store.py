@@ -18,17 +18,19 @@ folder holding files that are not an evaluation's is never touched.
 """
 
 import hashlib
+import io
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .._io import json_text, jsonable, write_atomic
 from .engine import ShardResult
 from .errors import EvaluationError
+from .fingerprint import probe_differs
 
 FORMAT = 1
 OUTPUTS = (
@@ -47,11 +49,25 @@ def identity_hash(identity: Dict[str, Any]) -> str:
 
 
 class RunFolder:
-    """An evaluation's output folder (see the module docstring)."""
+    """A run's folder (see the module docstring).
 
-    def __init__(self, path: "str | os.PathLike[str]", identity: Dict[str, Any]):
+    ``identity`` is what the results depend on (hashed: the run's id); ``context`` is kept
+    beside it for people (names, paths) and not compared; ``probe`` is the model's outputs on
+    the fingerprint's probe, compared with a tolerance (:mod:`.fingerprint`): a folder whose
+    run had another model is another run's, even where the parameters cannot be hashed.
+    """
+
+    def __init__(
+        self,
+        path: "str | os.PathLike[str]",
+        identity: Dict[str, Any],
+        context: Optional[Dict[str, Any]] = None,
+        probe: Any = None,
+    ):
         self.path = Path(path)
         self.identity = identity
+        self.context = context or {}
+        self.probe = probe
         self.run_id = identity_hash(identity)
         self.shards = self.path / "shards"
 
@@ -79,23 +95,46 @@ class RunFolder:
                     f"output folder {self.path} has an unreadable run.json ({error}); use "
                     "force to start over"
                 ) from None
-            other = previous.get("run_id") != self.run_id
-            if other and replace_other:
+            changed, explained = self._why_other(previous)
+            if changed and replace_other:
                 force = True
-            elif other and not force:
-                changed = _differences(previous.get("identity", {}), self.identity)
+            elif changed and not force:
                 raise EvaluationError(
                     f"output folder {self.path} holds a different run's results (differs in: "
-                    f"{', '.join(changed) or 'format'}); use force (--force) to overwrite them "
-                    "or choose another folder"
+                    f"{', '.join(changed)}{': ' + '; '.join(explained) if explained else ''}); "
+                    "use force (--force) to overwrite them or choose another folder (the "
+                    "default --out is named after the run's identity, so it never holds "
+                    "another run's results)"
                 )
         if force:
             self.clear()
         self.shards.mkdir(parents=True, exist_ok=True)
         for tmp in list(self.shards.glob(".*.tmp-*")) + list(self.path.glob(".*.tmp-*")):
             tmp.unlink(missing_ok=True)
-        record = {"format": FORMAT, "run_id": self.run_id, "identity": self.identity}
+        record = {
+            "format": FORMAT,
+            "run_id": self.run_id,
+            "identity": self.identity,
+            "context": self.context,
+            "probe": self.probe,
+        }
         write_atomic(run_file, json_text(record))
+
+    def _why_other(self, previous: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+        """How the run recorded in ``previous`` differs from this one: the identity's keys that
+        differ, and what that means in words (both empty: the same run)."""
+        changed: List[str] = []
+        if previous.get("run_id") != self.run_id:
+            changed = _differences(previous.get("identity", {}), self.identity) or ["format"]
+        if not changed and previous.get("probe") is not None and self.probe is not None:
+            gap = probe_differs(previous["probe"], self.probe)
+            if gap is not None:
+                changed = ["model.probe"]
+                return changed, [
+                    "the model changed since those results were computed: its outputs on the "
+                    f"fingerprint's probe differ by {gap:.3g} (relative)"
+                ]
+        return changed, _explain(changed)
 
     def clear(self) -> None:
         """Removes this package's files (shards and outputs), nothing else."""
@@ -108,8 +147,6 @@ class RunFolder:
         return self.shards / f"shard-{index:06d}.npz"
 
     def save(self, result: ShardResult) -> None:
-        import io
-
         buffer = io.BytesIO()
         np.savez(buffer, allow_pickle=False, run_id=np.asarray(self.run_id), **result.to_arrays())
         write_atomic(self.shard_path(result.index), buffer.getvalue())
@@ -135,6 +172,15 @@ class RunFolder:
 
     def write_text(self, name: str, text: str) -> Path:
         return write_atomic(self.path / name, text)
+
+
+def _explain(changed: List[str]) -> List[str]:
+    """What differences of identity (dotted keys) mean for the user, where it is not obvious."""
+    if any(c in ("model.parameters", "model.sha256") for c in changed):
+        return ["the model's weights or file changed since those results were computed"]
+    if any(c.startswith("data.sha256") for c in changed):
+        return ["the data's arrays changed"]
+    return []
 
 
 def _differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
