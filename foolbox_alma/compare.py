@@ -1,12 +1,21 @@
-"""``foolbox-alma compare``: the same ALMA attack on the same model and images in every framework.
+"""``foolbox-alma compare``: the same ALMA attack on several builds of one model, and how far apart
+they are.
 
-One weight archive of the model zoo feeds the PyTorch, TensorFlow and JAX builds of a model
-(:mod:`foolbox_alma.zoo`), so the three differ only by float32 rounding. The attack is one EagerPy
-implementation, so on the same held-out images it should find the same adversarials up to that
-rounding, amplified by the optimisation: :func:`compare_frameworks` runs it in each framework (each
-in its native layout: TensorFlow channels-last), with the passes counted (see
-:mod:`foolbox_alma.counting`) and the time measured, and reports how far the frameworks drift
-apart, per sample and in the median distance.
+Two uses, one code path (:func:`compare_models`):
+
+* the zoo in every framework (:func:`compare_frameworks`): one weight archive feeds the PyTorch,
+  TensorFlow and JAX builds of a zoo model (:mod:`foolbox_alma.zoo`), so they differ only by
+  float32 rounding; the attack is one EagerPy implementation, so on the same held-out images it
+  should find the same adversarials up to that rounding, amplified by the optimisation;
+* your own model across frameworks (any model specs, e.g. your PyTorch ``model.py:build`` and
+  your Keras ``model.keras`` of the same network, on the same data): are they the same function
+  (clean logits), and does the attack find the same distances?
+
+Each model runs ALMA through the evaluation pipeline in its native layout (TensorFlow
+channels-last), with the passes counted and the time measured. The report gives, against the
+first model (the reference): the largest difference of clean logits, per-sample distances side by
+side (their largest relative difference), the spread of the medians, the largest distance between
+two adversarials, and the samples where success differs.
 
 Seconds are wall-clock time for the whole attack, the tracing and compilation of TensorFlow's
 ``tf.function`` and JAX's ``jax.jit`` included (what a user pays for one call).
@@ -14,18 +23,26 @@ Seconds are wall-clock time for the whole attack, the tracing and compilation of
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import eagerpy as ep
 import numpy as np
 
 from . import zoo
-from ._io import markdown_table
-from ._runtime import FRAMEWORK_ALIASES, FRAMEWORKS, framework_installed, to_native
+from ._io import markdown_table, write_atomic
+from ._runtime import (
+    FRAMEWORK_ALIASES,
+    FRAMEWORKS,
+    check_bounds,
+    framework_installed,
+    model_framework,
+    to_native,
+)
 from .alma import default_alpha
 from .distances import get_distance
 from .evaluation import evaluate
 from .metrics import format_median, median_distance, success_rate
+from .pipeline.data import as_dataset, to_layout
 from .pipeline.engine import measure
 from .pipeline.models import model_of, parse_model_spec
 
@@ -38,10 +55,11 @@ _P = {"l2": 2, "l1": 1}
 
 @dataclass
 class AttackRun:
-    """ALMA on one zoo model in one framework; arrays are NumPy, images channels-first."""
+    """ALMA on one model (a zoo model in one framework, or any model spec); arrays are NumPy,
+    images channels-first."""
 
     framework: str
-    model: str
+    model: str  # the model spec's text
     distance: str
     steps: int
     alpha: float
@@ -49,13 +67,23 @@ class AttackRun:
     labels: np.ndarray  # (N,) true labels (or targets when targeted)
     success: np.ndarray  # (N,) bool: the returned point is adversarial
     distances: np.ndarray  # (N,) float64, in the model's input units
-    adversarials: np.ndarray  # (N, 1, 28, 28) float32
+    adversarials: np.ndarray  # (N, C, H, W) float32
     predictions: np.ndarray  # (N,) classes of the adversarials
     clean_accuracy: float
     forwards: float  # per sample, counted
     backwards: float
     seconds: float
     targeted: bool = False
+    logits: Optional[np.ndarray] = None  # (N, classes) float64: the clean inputs' logits
+
+    @property
+    def name(self) -> str:
+        """How tables name the run: the framework for the zoo, else spec and framework."""
+        return (
+            self.framework
+            if self.model in zoo.ARCHITECTURES
+            else f"{self.model} ({self.framework})"
+        )
 
     @property
     def asr(self) -> float:
@@ -78,6 +106,11 @@ class Disagreement:
     max_distance_index: int
     max_adversarial: float  # largest distance (same norm) between the two adversarials
     max_adversarial_index: int
+    max_distance_relative: float = 0.0  # largest |d - d_ref| / d_ref (adversarial in both)
+    max_distance_relative_index: int = 0
+    logits_max_abs: Optional[float] = None  # largest |z - z_ref| on the clean inputs
+    logits_max_relative: Optional[float] = None  # the same over the largest |z_ref|
+    predictions_differ: Optional[int] = None  # clean inputs classified differently
 
 
 @dataclass
@@ -98,6 +131,15 @@ class Comparison:
     @property
     def medians_agree(self) -> bool:
         return all(d.median_relative <= self.tolerance for d in self.disagreements)
+
+    @property
+    def median_spread(self) -> float:
+        """(largest median - smallest) / smallest over the runs (0 for one run)."""
+        medians = [r.median for r in self.runs]
+        low, high = min(medians), max(medians)
+        if not np.isfinite(high) or low <= 0:
+            return 0.0 if low == high else float("inf")
+        return float((high - low) / low)
 
 
 def installed_frameworks() -> List[str]:
@@ -144,7 +186,8 @@ def run_alma(
     Args:
         framework: ``"pytorch"``, ``"tensorflow"`` or ``"jax"`` (the model in its native layout).
         model: a zoo model name (:data:`foolbox_alma.zoo.ARCHITECTURES`).
-        distance: ``"l2"`` or ``"l1"``.
+        distance: ``"l2"``, ``"l1"`` or another name of
+            :func:`~foolbox_alma.distances.get_distance`.
         steps: ALMA steps.
         images: how many held-out images (1..1000).
         alpha: ALMA's EMA weight; None: the paper's for the budget (:func:`default_alpha`).
@@ -155,16 +198,48 @@ def run_alma(
     """
     if not 1 <= images <= zoo.smallcnn.HELDOUT_SIZE:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
+    framework = parse_frameworks([framework])[0]
+    spec = parse_model_spec(model, framework=framework)
+    return run_spec(
+        spec,
+        f"{model}-heldout",
+        distance,
+        steps,
+        images,
+        alpha=alpha,
+        targeted=targeted,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def run_spec(
+    spec: Any,
+    data: Any,
+    distance: str = "l2",
+    steps: int = 100,
+    images: Optional[int] = None,
+    *,
+    alpha: Optional[float] = None,
+    targeted: bool = False,
+    seed: int = 0,
+    batch_size: int = 500,
+    progress: bool = False,
+) -> AttackRun:
+    """ALMA on any model spec (a string of :func:`~foolbox_alma.pipeline.models.parse_model_spec`
+    or a ModelSpec) over the first ``images`` samples of ``data`` (a data spec), in the model's
+    own layout, through the evaluation pipeline; distances, adversarials and clean logits come
+    back channels-first."""
     if distance not in _P:
         get_distance(distance)  # an unknown name is an error that lists the known ones
-    framework = parse_frameworks([framework])[0]
+    spec = parse_model_spec(spec) if isinstance(spec, str) else spec
     alpha = default_alpha(steps) if alpha is None else alpha
-    spec = parse_model_spec(model, framework=framework)
-    x_native, y_native = zoo.heldout_for(framework, n=images, model=model)
-    x, y = ep.astensor(x_native).numpy(), ep.astensor(y_native).numpy()
+    fmodel = model_of(spec)
+    dataset = as_dataset(data, fmodel, limit=images)
     result = evaluate(
         spec,
-        (x, y),
+        dataset,
         distance=distance,
         steps=steps,
         alpha=alpha,
@@ -176,12 +251,20 @@ def run_alma(
         progress=False,
     )
     assert result.adversarials is not None
-    data_format = _data_format(spec)
-    adversarials = _channels_first(result.adversarials, data_format)
-    originals = _channels_first(x, data_format)
+    native = to_native(fmodel, dataset.x)
+    logits = np.concatenate(
+        [
+            ep.astensor(fmodel(native[lo : lo + batch_size])).numpy().astype(np.float64)
+            for lo in range(0, len(dataset.x), batch_size)
+        ]
+    )
+    data_format = dataset.data_format
+    in_model_layout = to_layout(result.adversarials, data_format)  # they come in the data's
+    adversarials = to_layout(in_model_layout, "channels_first")
+    originals = to_layout(dataset.x, "channels_first")
     return AttackRun(
-        framework=framework,
-        model=model,
+        framework=model_framework(fmodel),
+        model=spec.text,
         distance=distance,
         steps=steps,
         alpha=alpha,
@@ -190,7 +273,7 @@ def run_alma(
         success=result.success,
         distances=norms(adversarials - originals, distance)
         if distance in _P
-        else _measured(spec, distance, x, result.adversarials),
+        else measure(distance, fmodel, native, to_native(fmodel, in_model_layout)),
         adversarials=adversarials,
         predictions=result.adversarial_prediction,
         clean_accuracy=result.clean_accuracy,
@@ -198,17 +281,42 @@ def run_alma(
         backwards=result.summary["backwards_per_sample"],
         seconds=result.summary["seconds"]["attack"],
         targeted=targeted,
+        logits=logits,
     )
 
 
-def _measured(spec: Any, distance: str, x: np.ndarray, adversarials: np.ndarray) -> np.ndarray:
-    """Per-sample perceptual distances of every returned point (adversarial or not)."""
-    fmodel = model_of(spec)
-    return measure(distance, fmodel, to_native(fmodel, x), to_native(fmodel, adversarials))
-
-
-def _data_format(spec: Any) -> str:
-    return getattr(model_of(spec), "data_format", None) or "channels_first"
+def compare_models(
+    specs: Sequence[Any],
+    data: Any,
+    distance: str = "l2",
+    steps: int = 100,
+    images: Optional[int] = None,
+    *,
+    alpha: Optional[float] = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    tolerance: float = MEDIAN_TOLERANCE,
+    progress: bool = False,
+) -> Comparison:
+    """Runs :func:`run_spec` with the same settings on each model spec and data; the first is
+    the reference the others are compared with."""
+    if not specs:
+        raise ValueError("compare needs at least one model")
+    runs = [
+        run_spec(
+            spec,
+            data,
+            distance,
+            steps,
+            images,
+            alpha=alpha,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        for spec in specs
+    ]
+    return Comparison(runs, tolerance=tolerance)
 
 
 def compare_frameworks(
@@ -224,31 +332,32 @@ def compare_frameworks(
     tolerance: float = MEDIAN_TOLERANCE,
     progress: bool = False,
 ) -> Comparison:
-    """Runs :func:`run_alma` with the same settings in each framework (all installed when None).
-
-    The first framework is the reference the others are compared with (PyTorch where installed).
-    """
-    runs = [
-        run_alma(
-            framework,
-            model,
-            distance,
-            steps,
-            images,
-            alpha=alpha,
-            seed=seed,
-            batch_size=batch_size,
-            progress=progress,
-        )
-        for framework in parse_frameworks(frameworks)
-    ]
-    return Comparison(runs, tolerance=tolerance)
+    """The zoo model ``model`` in each framework (all installed when None) on its first
+    ``images`` held-out images; the first framework is the reference (PyTorch where
+    installed)."""
+    if not 1 <= images <= zoo.smallcnn.HELDOUT_SIZE:
+        raise ValueError(f"--images must be between 1 and 1000, got {images}")
+    specs = [parse_model_spec(model, framework=f) for f in parse_frameworks(frameworks)]
+    return compare_models(
+        specs,
+        f"{model}-heldout",
+        distance,
+        steps,
+        images,
+        alpha=alpha,
+        seed=seed,
+        batch_size=batch_size,
+        tolerance=tolerance,
+        progress=progress,
+    )
 
 
 def disagreement(run: AttackRun, reference: AttackRun) -> Disagreement:
-    """Per-sample differences of ``run`` from ``reference`` (same model, images and settings)."""
+    """Per-sample differences of ``run`` from ``reference`` (same images and settings)."""
     both = run.success & reference.success
     gap = np.where(both, np.abs(run.distances - reference.distances), -np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(both & (reference.distances > 0), gap / reference.distances, -np.inf)
     apart = norms(
         run.adversarials - reference.adversarials, run.distance if run.distance in _P else "l2"
     )
@@ -257,16 +366,35 @@ def disagreement(run: AttackRun, reference: AttackRun) -> Disagreement:
         median_relative = abs(run.median - ref_median) / ref_median
     else:  # both infinite (ASR < 50%) or both zero count as agreeing
         median_relative = 0.0 if run.median == ref_median else float("inf")
-    i, j = int(np.argmax(gap)), int(np.argmax(apart))
+    i, j, k = int(np.argmax(gap)), int(np.argmax(apart)), int(np.argmax(relative))
+    logits: Dict[str, Any] = {}
+    if run.logits is not None and reference.logits is not None:
+        if run.logits.shape != reference.logits.shape:
+            raise ValueError(
+                f"{run.name} has outputs of shape {run.logits.shape[1:]}, {reference.name} of "
+                f"{reference.logits.shape[1:]}: not builds of one model"
+            )
+        largest = np.abs(run.logits - reference.logits).max(initial=0)
+        scale = max(np.abs(reference.logits).max(initial=0), 1e-12)
+        logits = {
+            "logits_max_abs": float(largest),
+            "logits_max_relative": float(largest / scale),
+            "predictions_differ": int(
+                (run.logits.argmax(axis=1) != reference.logits.argmax(axis=1)).sum()
+            ),
+        }
     return Disagreement(
-        framework=run.framework,
-        reference=reference.framework,
+        framework=run.name,
+        reference=reference.name,
         median_relative=float(median_relative),
         success_differs=int((run.success != reference.success).sum()),
         max_distance=float(gap[i]) if both.any() else 0.0,
         max_distance_index=i,
         max_adversarial=float(apart[j]),
         max_adversarial_index=j,
+        max_distance_relative=float(relative[k]) if np.isfinite(relative[k]) else 0.0,
+        max_distance_relative_index=k,
+        **logits,
     )
 
 
@@ -274,12 +402,6 @@ def norms(delta: np.ndarray, distance: str) -> np.ndarray:
     """Per-sample L1 or L2 norms, in float64 (L2 for any other distance name)."""
     flat = np.asarray(delta, dtype=np.float64).reshape(len(delta), -1)
     return np.linalg.norm(flat, ord=_P.get(distance, 2), axis=1)
-
-
-def _channels_first(images: np.ndarray, data_format: str) -> np.ndarray:
-    if data_format == "channels_last":
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-    return images
 
 
 # --- command line ----------------------------------------------------------------------------------
@@ -292,7 +414,7 @@ def format_table(comparison: Comparison) -> str:
     header = ["framework", "layout", "ASR (%)", f"median {name}", "forwards / backwards"]
     rows = [
         [
-            r.framework,
+            r.name,
             r.data_format.replace("channels_", "channels-"),
             f"{100 * r.asr:.2f}",
             format_median(r.median, 5),
@@ -304,65 +426,129 @@ def format_table(comparison: Comparison) -> str:
     lines = [markdown_table(header + ["seconds"], rows)]
     if not comparison.disagreements:
         lines.append("")
-        lines.append("only one framework: nothing to compare")
+        what = "framework" if first.model in zoo.ARCHITECTURES else "model"
+        lines.append(f"only one {what}: nothing to compare")
         return "\n".join(lines)
     lines.append("")
-    lines.append(f"Largest per-sample disagreement with {first.framework} (held-out image index):")
+    lines.append(f"Largest per-sample disagreement with {first.name} (sample index):")
     for d in comparison.disagreements:
+        logits = (
+            ""
+            if d.logits_max_abs is None
+            else f"clean logits {d.logits_max_abs:.3g} apart ({d.logits_max_relative:.2g} of the "
+            f"largest), {d.predictions_differ} clean prediction(s) differ; "
+        )
         lines.append(
-            f"* {d.framework}: median {100 * d.median_relative:.3f}% apart; "
-            f"distance {d.max_distance:.3g} (image {d.max_distance_index}); adversarials "
-            f"{d.max_adversarial:.3g} {name} apart (image {d.max_adversarial_index}); "
-            f"success differs on {d.success_differs} image(s)"
+            f"* {d.framework}: {logits}median {100 * d.median_relative:.3f}% apart; "
+            f"distance {d.max_distance:.3g} (image {d.max_distance_index}), relative "
+            f"{100 * d.max_distance_relative:.3g}% (image {d.max_distance_relative_index}); "
+            f"adversarials {d.max_adversarial:.3g} {name} apart (image "
+            f"{d.max_adversarial_index}); success differs on {d.success_differs} image(s)"
         )
     verdict = "agree" if comparison.medians_agree else "DISAGREE"
     lines.append(f"Medians {verdict} within {100 * comparison.tolerance:g}%.")
+    lines.append(f"Median spread: {100 * comparison.median_spread:.3g}% of the smallest median.")
     return "\n".join(lines)
 
 
+def samples_csv(comparison: Comparison) -> str:
+    """The per-sample distances of every run side by side (inf where no adversarial was found),
+    and each run's success."""
+    header = ["index", "label"]
+    for r in comparison.runs:
+        header += [f"distance[{r.name}]", f"success[{r.name}]"]
+    lines = [",".join(header)]
+    first = comparison.reference
+    for i in range(len(first.labels)):
+        row = [str(i), str(int(first.labels[i]))]
+        for r in comparison.runs:
+            d = r.distances[i] if r.success[i] else float("inf")
+            row += [repr(float(d)), str(bool(r.success[i]))]
+        lines.append(",".join(row))
+    return "\n".join(lines) + "\n"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=zoo.ARCHITECTURES, default="smallcnn", help="zoo model")
-    parser.add_argument(
-        "--distance", default="l2", help=f"distance ALMA minimises: {', '.join(DISTANCES)}"
+    add = parser.add_argument
+    add(
+        "--model",
+        action="append",
+        help="a model spec, as evaluate takes it (repeat for several: the first is the "
+        "reference). A zoo name runs in each of --frameworks. Default: smallcnn",
     )
-    parser.add_argument("--steps", type=int, default=100, help="ALMA steps")
-    parser.add_argument("--images", type=int, default=100, help="held-out images (max 1000)")
-    parser.add_argument(
+    add(
+        "--data",
+        help="data spec, as evaluate takes it (default: a zoo model's held-out images, "
+        "<model>-heldout; required for other models)",
+    )
+    add("--bounds", help="input bounds LO,HI of model files and bare networks")
+    add(
         "--frameworks",
         type=lambda text: [name for name in text.split(",") if name.strip()],
         default=None,
-        help="comma-separated, e.g. torch,jax (default: all installed)",
+        help="frameworks of the zoo models, comma-separated, e.g. torch,jax (default: all "
+        "installed)",
     )
-    parser.add_argument(
+    add("--distance", default="l2", help=f"distance ALMA minimises: {', '.join(DISTANCES)} "
+        "(default l2)")  # fmt: skip
+    add("--steps", type=int, default=100, help="ALMA steps (default 100)")
+    add("--images", type=int, default=100, help="samples of the data (default 100)")
+    add(
         "--alpha",
         type=float,
         default=None,
-        help="ALMA's EMA weight (default 0.5 up to 100 steps, else 0.9, as in the paper)",
+        help="ALMA's EMA weight (default: 0.5 at 100 steps, 0.9 from 1000, joined log-linearly "
+        "in between, e.g. 0.69 at 200)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="framework seed")
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--progress", action="store_true", help="show ALMA's progress bars")
+    add("--seed", type=int, default=0, help="framework seed (default 0)")
+    add("--batch-size", type=int, default=500, help="samples per attack call (default 500)")
+    add("--samples", help="also write the per-sample distances side by side to this CSV file")
+    add("--progress", action="store_true", help="show ALMA's progress bars")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
-    comparison = compare_frameworks(
-        model=args.model,
-        distance=args.distance,
-        steps=args.steps,
-        images=args.images,
-        frameworks=args.frameworks,
+    models = args.model or ["smallcnn"]
+    bounds = check_bounds(args.bounds.split(","), "--bounds: ") if args.bounds else None
+    specs = []
+    for text in models:
+        if text in zoo.ARCHITECTURES:
+            specs += [
+                parse_model_spec(text, framework=f) for f in parse_frameworks(args.frameworks)
+            ]
+        else:
+            specs.append(parse_model_spec(text, bounds=bounds))
+    zoo_only = all(text in zoo.ARCHITECTURES for text in models)
+    if args.data is None and zoo_only and not 1 <= args.images <= zoo.smallcnn.HELDOUT_SIZE:
+        raise ValueError(f"--images must be between 1 and 1000, got {args.images}")
+    data = args.data or (f"{models[0]}-heldout" if zoo_only else None)
+    if data is None:
+        raise ValueError("--data is needed for models that are not zoo names")
+    comparison = compare_models(
+        specs,
+        data,
+        args.distance,
+        args.steps,
+        args.images,
         alpha=args.alpha,
         seed=args.seed,
         batch_size=args.batch_size,
         progress=args.progress,
     )
     first = comparison.reference
+    source = (
+        f"held-out {zoo.HELDOUT_DATA[models[0]].replace('mnist', 'MNIST')} images"
+        if args.data is None
+        else f"samples of {data}"
+    )
     print(
-        f"ALMA {args.distance.upper()}, {args.steps} steps (alpha {first.alpha:g}) on {args.model}, "
-        f"{args.images} held-out {zoo.HELDOUT_DATA[args.model].replace('mnist', 'MNIST')} images, "
-        f"clean accuracy {100 * first.clean_accuracy:.2f}%"
+        f"ALMA {args.distance.upper()}, {args.steps} steps (alpha {first.alpha:g}) on "
+        f"{', '.join(models)}, {len(first.labels)} {source}, clean accuracy "
+        f"{100 * first.clean_accuracy:.2f}%"
     )
     print(format_table(comparison))
+    if args.samples:
+        write_atomic(args.samples, samples_csv(comparison))
+        print(f"wrote {args.samples}")
     return 0 if comparison.medians_agree else 1
