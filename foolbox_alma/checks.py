@@ -18,11 +18,26 @@ from foolbox.criteria import Misclassification, TargetedMisclassification
 
 
 def check_model_has_gradients(model: Any, x: ep.Tensor) -> None:
-    if isinstance(model, fb.models.NumPyModel) or isinstance(x, ep.NumPyTensor):
+    if isinstance(model, fb.models.NumPyModel):
         raise TypeError(
             "ALMA needs gradients of the model's outputs with respect to its inputs, and a "
-            f"{type(model).__name__} on NumPy arrays has none; wrap the network with "
-            "fb.PyTorchModel, fb.TensorFlowModel or fb.JAXModel instead"
+            f"{type(model).__name__} has none; wrap the network with fb.PyTorchModel, "
+            "fb.TensorFlowModel or fb.JAXModel instead"
+        )
+    if isinstance(x, ep.NumPyTensor):
+        native = {
+            fb.PyTorchModel: "torch tensors (torch.from_numpy(x))",
+            fb.TensorFlowModel: "TensorFlow tensors (tf.constant(x))",
+            fb.JAXModel: "JAX arrays (jnp.asarray(x))",
+        }
+        wanted = next((v for k, v in native.items() if isinstance(model, k)), None)
+        raise TypeError(
+            "the inputs are NumPy arrays, which carry no gradients: "
+            + (
+                f"give this {type(model).__name__} {wanted}"
+                if wanted
+                else "give the model tensors of its own framework"
+            )
         )
 
 

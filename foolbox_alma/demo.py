@@ -36,8 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="zoo model: the regular MNIST SmallCNN, the L2-robust (DDN-trained) one, or a "
         "colour CNN (3x32x32 colour MNIST)",
     )
-    parser.add_argument("--images", type=int, default=100, help="held-out images (max 1000)")
-    parser.add_argument("--steps", type=int, default=100, help="ALMA steps")
+    parser.add_argument(
+        "--images", type=int, default=100, help="held-out images (default 100, max 1000)"
+    )
+    parser.add_argument("--steps", type=int, default=100, help="ALMA steps (default 100)")
     parser.add_argument(
         "--distance",
         choices=("l2", "l1", "both", "ciede2000", "ssim", "lpips"),
@@ -50,8 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="targeted attack towards class (label + 1) mod 10",
     )
-    parser.add_argument("--seed", type=int, default=0, help="framework seed")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="images per attack call (default 500)"
+    )
     parser.add_argument("--output", default="alma_demo.png", help="PNG to write ('' for none)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 

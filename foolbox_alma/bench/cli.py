@@ -98,8 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=_int_list, help="step budget(s), comma-separated (preset: 100)"
     )
-    parser.add_argument("--batch-size", type=int, default=1000, help="images per attack call")
-    parser.add_argument("--seed", type=int, default=0, help="framework seed before each attack")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="images per attack call (default 1000)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the run's seed: every attack runs seeded from it"
+    )
     parser.add_argument("--out", help="output folder (default bench_results/<preset or run>)")
     parser.add_argument(
         "--floor-passes",
@@ -128,6 +132,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run every attack this many times (round-robin) and report the median time ratio "
         "with its range",
     )
+    _add_report_arguments(parser)
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the report and of --collect."""
     parser.add_argument("--title", help="section title in the report")
     parser.add_argument("--force", action="store_true", help="rerun attacks already saved")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

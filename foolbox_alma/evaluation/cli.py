@@ -78,6 +78,13 @@ def _preprocessing(text: str) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options: the model and data, the attack, and how the run goes."""
+    _add_input_arguments(parser)
+    _add_attack_arguments(parser)
+    _add_run_arguments(parser)
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--model",
@@ -111,6 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("torch", "pytorch", "tensorflow", "tf", "jax"),
         help="framework of a zoo model (default torch); other models bring their own",
     )
+
+
+def _add_attack_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
     add(
         "--attack",
         default="alma",
@@ -146,6 +157,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="budgets at which robust accuracy is reported, e.g. 0.5,1,2 (default: none)",
     )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
     add("--batch-size", type=int, default=100, help="samples per attack call (default 100)")
     add(
         "--shard-size",
