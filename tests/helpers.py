@@ -308,12 +308,22 @@ def random_alexnet(seed: int = 0, dead_last_layer: bool = False) -> Dict[str, np
     return weights
 
 
-def small_linear_problem(fw, n=8, d=10, k=4, seed=0):
-    """A linear k-class Foolbox model of ``fw`` and n inputs near the middle of the box, labelled
-    with its own predictions."""
+def _small_linear(n: int, d: int, k: int, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(k, d)).astype(np.float32)
     b = (-w @ np.full(d, 0.5) + 0.3 * rng.normal(size=k)).astype(np.float32)
     x = rng.uniform(0.4, 0.6, size=(n, d)).astype(np.float32)
+    return w, b, x
+
+
+def small_linear_weights(d=10, k=4, seed=0):
+    """The (w, b) of :func:`small_linear_problem` (float32)."""
+    return _small_linear(0, d, k, seed)[:2]
+
+
+def small_linear_problem(fw, n=8, d=10, k=4, seed=0):
+    """A linear k-class Foolbox model of ``fw`` and n inputs near the middle of the box, labelled
+    with its own predictions."""
+    w, b, x = _small_linear(n, d, k, seed)
     y = (x @ w.T + b).argmax(axis=1)
     return fw.linear_model(w, b), x, y

@@ -216,9 +216,13 @@ def test_compare_cli_rejects_bad_flags() -> None:
     out = run_cli("compare", "--images", "0")
     assert out.returncode == 2 and "--images must be between 1 and 1000" in out.stderr
     out = run_cli("compare", "--model", "resnet50")  # any model spec is taken: this is none
-    assert out.returncode == 2 and "unknown model spec 'resnet50'; accepted: a zoo name" in out.stderr
+    assert (
+        out.returncode == 2 and "unknown model spec 'resnet50'; accepted: a zoo name" in out.stderr
+    )
     out = run_cli("compare", "--model", "smallcnn", "--model", "tests/evaluate_fixtures/x.py:f")
-    assert out.returncode == 2 and "Python file 'tests/evaluate_fixtures/x.py' not found" in out.stderr
+    assert (
+        out.returncode == 2 and "Python file 'tests/evaluate_fixtures/x.py' not found" in out.stderr
+    )
 
 
 def test_demo_framework_and_model_flags(fw: Framework, tmp_path: Path) -> None:

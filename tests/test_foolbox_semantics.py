@@ -3,7 +3,7 @@ and reproducible results."""
 
 import foolbox as fb
 import numpy as np
-from helpers import small_linear_problem
+from helpers import minimal_adversarials, small_linear_problem, small_linear_weights
 
 from foolbox_alma import ALMA
 from foolbox_alma.distances import l1, l2
@@ -71,11 +71,20 @@ def test_repeat_keeps_the_best(fw):
 
 
 def test_run_returns_native_adversarials(fw):
+    """``run`` returns native tensors holding adversarials near the closed-form optimum of the
+    linear model. Catches: an attack returning its input (not adversarial), one returning points
+    outside the box or of another type, one ignoring the distance (far from the optimum)."""
     model, x, y = small_linear_problem(fw)
-    out = ALMA(steps=10).run(model, fw.tensor(x), fw.tensor(y))
+    out = ALMA(steps=100).run(model, fw.tensor(x), fw.tensor(y))
     assert isinstance(out, fw.tensor_type)
+    predictions = fw.numpy(model(out)).argmax(axis=1)
     out = fw.numpy(out)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert (predictions != y).all()
+    w, b = small_linear_weights()
+    optimum = minimal_adversarials(w, b, x, y, 2)[0]
+    found = np.linalg.norm((out - x).astype(np.float64), axis=1)
+    assert (found >= optimum * (1 - 1e-4)).all() and (found <= 1.5 * optimum).all()
 
 
 def test_reproducible_with_the_framework_seed(fw):
