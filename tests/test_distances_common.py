@@ -126,6 +126,7 @@ def test_foolbox_epsilons_with_a_perceptual_distance(fw):
 
 
 @pytest.mark.parametrize("kind", ["ciede2000", "ssim", "lpips"])
+@pytest.mark.framework
 def test_traced_by_tf_function(kind):
     tf = pytest.importorskip("tensorflow")
 

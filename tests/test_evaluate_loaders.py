@@ -119,6 +119,7 @@ def test_module_function(monkeypatch):
 
 
 @pytest.mark.parametrize("function", ["tensorflow_model", "jax_model"])
+@pytest.mark.framework
 def test_function_returning_tensorflow_or_jax_models(function):
     pytest.importorskip(function.split("_")[0])
     x = images()
@@ -142,6 +143,7 @@ def test_torchscript_file(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.framework
 def test_keras_file_reports_its_real_layout(tmp_path, suffix):
     tf = pytest.importorskip("tensorflow")
     tf.keras.utils.set_random_seed(0)
@@ -285,6 +287,7 @@ def test_torchscript_file_that_is_not_torchscript(tmp_path):
         spec.load()
 
 
+@pytest.mark.framework
 def test_keras_file_that_is_not_keras(tmp_path):
     pytest.importorskip("tensorflow")
     (tmp_path / "net.keras").write_bytes(b"not a zip")

@@ -343,6 +343,7 @@ def test_foolbox_model_data_format(framework: str) -> None:
         assert zoo.foolbox_model(framework, data_format=other).data_format == other
 
 
+@pytest.mark.framework
 def test_jax_pure_apply_matches_bound_function() -> None:
     pytest.importorskip("jax")
     forward = zoo.smallcnn_jax()
