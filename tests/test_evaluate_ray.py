@@ -91,3 +91,37 @@ def test_ray_example(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "in-process and Ray runs identical: True" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_ray_cancels_the_tasks_and_stops_the_local_instance(tmp_path):
+    """SIGINT to an evaluation running on a local Ray instance: exit 130 with one line (shards
+    saved, rerun to resume), no traceback, and no Ray process of its own left behind. Catches:
+    the driver's KeyboardInterrupt traceback, tasks left running, a local instance left up."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["evaluate", "--model", "smallcnn", "--data", "mnist-heldout", "--limit", "32",
+            "--batch-size", "4", "--steps", "400", "--ray", "--workers", "1", "--out", "run",
+            "--no-progress"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(root), RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    process = subprocess.Popen([sys.executable, "-m", "foolbox_alma", *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 300
+    while not (tmp_path / "run" / "shards" / "shard-000000.npz").exists():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    line = [s for s in stderr.splitlines() if s.startswith("foolbox-alma evaluate:")]
+    assert len(line) == 1 and "shards are saved in run; rerun the same command" in line[0]
+    time.sleep(3)
+    leftover = subprocess.run(["pgrep", "-f", f"raylet.*{process.pid}|session_.*{process.pid}"],
+                              capture_output=True, text=True)  # fmt: skip
+    assert not leftover.stdout.strip(), leftover.stdout
