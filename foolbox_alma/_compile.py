@@ -63,6 +63,7 @@ class StepCache:
         self._per_model: weakref.WeakKeyDictionary[Any, Dict[Hashable, Any]] = (
             weakref.WeakKeyDictionary()
         )
+        self.traces = 0  # steps traced in this process (a compiled step counts its traces)
 
     def get(
         self, model: Any, key: Hashable, make: Callable[[], Callable[..., Any]]

@@ -532,6 +532,7 @@ class ALMA(MinimizationAttack):
 
         def traced(state: "ALMAState", i: ep.Tensor, x: ep.Tensor, classes: ep.Tensor) -> Any:
             self.trace_count += 1  # runs once per trace, not per call
+            STEPS.traces += 1
             return self._iteration(template._replace(model=model()), state, i, x, classes)
 
         return compile_step(traced, framework)

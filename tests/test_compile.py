@@ -88,3 +88,46 @@ def test_memory_does_not_grow_with_steps(fw, monkeypatch):
     model, x, y = problem(fw)
     ALMA(steps=200).run(model, fw.tensor(x), fw.tensor(y))
     assert counts[199] <= counts[20] + 2, counts
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("framework", ["tensorflow", "jax"])
+def test_an_evaluation_traces_once_over_its_shards(framework):
+    """An evaluation of a compiled framework's model over several shards (and batches) traces
+    ALMA's step once in the process, and a second evaluation of the same model none. Catches: a
+    cache keyed by the counting wrapper made per shard (a trace per shard: seconds each on a real
+    network), a key that holds the batch's data."""
+    pytest.importorskip(framework)
+    from foolbox_alma import _compile, zoo
+    from foolbox_alma.evaluation import evaluate
+
+    fmodel = zoo.foolbox_model(framework)
+    x, y = zoo.load_mnist_heldout(12)
+    if framework == "tensorflow":
+        x = x.transpose(0, 2, 3, 1)
+    before = _compile.STEPS.traces
+    settings = dict(steps=4, batch_size=2, shard_size=4, progress=False)
+    first = evaluate(fmodel, (x, y), **settings)
+    assert first.summary["shards"]["total"] == 3
+    assert _compile.STEPS.traces == before + 1
+    evaluate(fmodel, (x, y), **settings)
+    assert _compile.STEPS.traces == before + 1
+
+
+def test_an_evaluated_live_model_is_not_kept_alive(fw):
+    """After evaluating a live model object and dropping it, nothing of the package holds it (nor
+    its compiled steps). Catches: the engine's process-wide cache of live models, compiled steps
+    that close over their model, a counting wrapper cached by model."""
+    import weakref
+
+    from foolbox_alma import _compile
+    from foolbox_alma.evaluation import evaluate
+
+    model, x, y = problem(fw, n=4)
+    evaluate(model, (x, y), steps=4, batch_size=2, progress=False)
+    ref = weakref.ref(model)
+    alive = len(_compile.STEPS)
+    del model
+    gc.collect()
+    assert ref() is None
+    assert len(_compile.STEPS) <= alive - (1 if fw.name != "pytorch" else 0)
