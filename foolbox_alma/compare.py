@@ -22,18 +22,18 @@ Seconds are wall-clock time for the whole attack, the tracing and compilation of
 """
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence
 
 import eagerpy as ep
 import numpy as np
 
 from . import zoo
+from ._args import add_alma_options, bounds, name_list
 from ._io import markdown_table, write_atomic
 from ._runtime import (
     FRAMEWORK_ALIASES,
     FRAMEWORKS,
-    check_bounds,
     framework_installed,
     model_framework,
     to_native,
@@ -92,6 +92,21 @@ class AttackRun:
     @property
     def median(self) -> float:
         return median_distance(self.distances, self.success)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How every model of a comparison is attacked (the same for all)."""
+
+    distance: str = "l2"
+    steps: int = 100
+    images: Optional[int] = None  # the first samples of the data (None: all)
+    alpha: Optional[float] = None  # None: the budget's default (default_alpha)
+    init_lr_distance: Optional[float] = None  # None: the distance's default
+    targeted: bool = False
+    seed: int = 0
+    batch_size: int = 500
+    progress: bool = False  # ALMA's progress bars
 
 
 @dataclass
@@ -199,57 +214,40 @@ def run_alma(
     if not 1 <= images <= zoo.smallcnn.HELDOUT_SIZE:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
     framework = parse_frameworks([framework])[0]
-    spec = parse_model_spec(model, framework=framework)
-    return run_spec(
-        spec,
-        f"{model}-heldout",
-        distance,
-        steps,
-        images,
-        alpha=alpha,
-        targeted=targeted,
-        seed=seed,
-        batch_size=batch_size,
-        progress=progress,
+    settings = RunSettings(
+        distance, steps, images, alpha, None, targeted, seed, batch_size, progress
     )
+    return run_spec(parse_model_spec(model, framework=framework), f"{model}-heldout", settings)
 
 
-def run_spec(
-    spec: Any,
-    data: Any,
-    distance: str = "l2",
-    steps: int = 100,
-    images: Optional[int] = None,
-    *,
-    alpha: Optional[float] = None,
-    targeted: bool = False,
-    seed: int = 0,
-    batch_size: int = 500,
-    progress: bool = False,
-) -> AttackRun:
+def run_spec(spec: Any, data: Any, settings: Optional["RunSettings"] = None) -> AttackRun:
     """ALMA on any model spec (a string of :func:`~foolbox_alma.pipeline.models.parse_model_spec`
     or a ModelSpec) over the first ``images`` samples of ``data`` (a data spec), in the model's
     own layout, through the evaluation pipeline; distances, adversarials and clean logits come
     back channels-first."""
+    s = settings or RunSettings()
+    distance = s.distance
     if distance not in _P:
         get_distance(distance)  # an unknown name is an error that lists the known ones
     spec = parse_model_spec(spec) if isinstance(spec, str) else spec
-    alpha = default_alpha(steps) if alpha is None else alpha
+    alpha = default_alpha(s.steps) if s.alpha is None else s.alpha
     fmodel = model_of(spec)
-    dataset = as_dataset(data, fmodel, limit=images)
+    dataset = as_dataset(data, fmodel, limit=s.images)
     result = evaluate(
         spec,
         dataset,
         distance=distance,
-        steps=steps,
+        steps=s.steps,
         alpha=alpha,
-        attack_params={"progress": progress},
-        targeted=targeted,
-        seed=seed,
-        batch_size=batch_size,
+        init_lr_distance=s.init_lr_distance,
+        attack_params={"progress": s.progress},
+        targeted=s.targeted,
+        seed=s.seed,
+        batch_size=s.batch_size,
         keep_adversarials=True,
         progress=False,
     )
+    batch_size = s.batch_size
     assert result.adversarials is not None
     native = to_native(fmodel, dataset.x)
     logits = np.concatenate(
@@ -266,10 +264,10 @@ def run_spec(
         framework=model_framework(fmodel),
         model=spec.text,
         distance=distance,
-        steps=steps,
+        steps=s.steps,
         alpha=alpha,
         data_format=data_format,
-        labels=result.targets if targeted and result.targets is not None else result.labels,
+        labels=result.targets if s.targeted and result.targets is not None else result.labels,
         success=result.success,
         distances=norms(adversarials - originals, distance)
         if distance in _P
@@ -280,7 +278,7 @@ def run_spec(
         forwards=result.summary["forwards_per_sample"],
         backwards=result.summary["backwards_per_sample"],
         seconds=result.summary["seconds"]["attack"],
-        targeted=targeted,
+        targeted=s.targeted,
         logits=logits,
     )
 
@@ -288,35 +286,14 @@ def run_spec(
 def compare_models(
     specs: Sequence[Any],
     data: Any,
-    distance: str = "l2",
-    steps: int = 100,
-    images: Optional[int] = None,
-    *,
-    alpha: Optional[float] = None,
-    seed: int = 0,
-    batch_size: int = 500,
+    settings: Optional["RunSettings"] = None,
     tolerance: float = MEDIAN_TOLERANCE,
-    progress: bool = False,
 ) -> Comparison:
-    """Runs :func:`run_spec` with the same settings on each model spec and data; the first is
-    the reference the others are compared with."""
+    """Runs :func:`run_spec` with the same ``settings`` on each model spec and ``data``; the first
+    is the reference the others are compared with."""
     if not specs:
         raise ValueError("compare needs at least one model")
-    runs = [
-        run_spec(
-            spec,
-            data,
-            distance,
-            steps,
-            images,
-            alpha=alpha,
-            seed=seed,
-            batch_size=batch_size,
-            progress=progress,
-        )
-        for spec in specs
-    ]
-    return Comparison(runs, tolerance=tolerance)
+    return Comparison([run_spec(spec, data, settings) for spec in specs], tolerance=tolerance)
 
 
 def compare_frameworks(
@@ -338,18 +315,8 @@ def compare_frameworks(
     if not 1 <= images <= zoo.smallcnn.HELDOUT_SIZE:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
     specs = [parse_model_spec(model, framework=f) for f in parse_frameworks(frameworks)]
-    return compare_models(
-        specs,
-        f"{model}-heldout",
-        distance,
-        steps,
-        images,
-        alpha=alpha,
-        seed=seed,
-        batch_size=batch_size,
-        tolerance=tolerance,
-        progress=progress,
-    )
+    settings = RunSettings(distance, steps, images, alpha, None, False, seed, batch_size, progress)
+    return compare_models(specs, f"{model}-heldout", settings, tolerance)
 
 
 def disagreement(run: AttackRun, reference: AttackRun) -> Disagreement:
@@ -481,25 +448,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="data spec, as evaluate takes it (default: a zoo model's held-out images, "
         "<model>-heldout; required for other models)",
     )
-    add("--bounds", help="input bounds LO,HI of model files and bare networks")
+    add("--bounds", type=bounds, help="input bounds LO,HI of model files and bare networks")
     add(
         "--frameworks",
-        type=lambda text: [name for name in text.split(",") if name.strip()],
+        type=name_list,
         default=None,
         help="frameworks of the zoo models, comma-separated, e.g. torch,jax (default: all "
         "installed)",
     )
-    add("--distance", default="l2", help=f"distance ALMA minimises: {', '.join(DISTANCES)} "
-        "(default l2)")  # fmt: skip
-    add("--steps", type=int, default=100, help="ALMA steps (default 100)")
+    add_alma_options(parser, steps=100)
     add("--images", type=int, default=100, help="samples of the data (default 100)")
-    add(
-        "--alpha",
-        type=float,
-        default=None,
-        help="ALMA's EMA weight (default: 0.5 at 100 steps, 0.9 from 1000, joined log-linearly "
-        "in between, e.g. 0.69 at 200)",
-    )
     add("--seed", type=int, default=0, help="framework seed (default 0)")
     add("--batch-size", type=int, default=500, help="samples per attack call (default 500)")
     add("--samples", help="also write the per-sample distances side by side to this CSV file")
@@ -510,7 +468,6 @@ def main(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     models = args.model or ["smallcnn"]
-    bounds = check_bounds(args.bounds.split(","), "--bounds: ") if args.bounds else None
     specs = []
     for text in models:
         if text in zoo.ARCHITECTURES:
@@ -518,24 +475,16 @@ def main(args: argparse.Namespace) -> int:
                 parse_model_spec(text, framework=f) for f in parse_frameworks(args.frameworks)
             ]
         else:
-            specs.append(parse_model_spec(text, bounds=bounds))
+            specs.append(parse_model_spec(text, bounds=args.bounds))
     zoo_only = all(text in zoo.ARCHITECTURES for text in models)
     if args.data is None and zoo_only and not 1 <= args.images <= zoo.smallcnn.HELDOUT_SIZE:
         raise ValueError(f"--images must be between 1 and 1000, got {args.images}")
     data = args.data or (f"{models[0]}-heldout" if zoo_only else None)
     if data is None:
         raise ValueError("--data is needed for models that are not zoo names")
-    comparison = compare_models(
-        specs,
-        data,
-        args.distance,
-        args.steps,
-        args.images,
-        alpha=args.alpha,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=args.progress,
-    )
+    distance = args.distance or "l2"
+    given = {f.name: getattr(args, f.name) for f in fields(RunSettings) if hasattr(args, f.name)}
+    comparison = compare_models(specs, data, RunSettings(**dict(given, distance=distance)))
     first = comparison.reference
     source = (
         f"held-out {zoo.HELDOUT_DATA[models[0]].replace('mnist', 'MNIST')} images"
@@ -543,7 +492,7 @@ def main(args: argparse.Namespace) -> int:
         else f"samples of {data}"
     )
     print(
-        f"ALMA {args.distance.upper()}, {args.steps} steps (alpha {first.alpha:g}) on "
+        f"ALMA {distance.upper()}, {args.steps} steps (alpha {first.alpha:g}) on "
         f"{', '.join(models)}, {len(first.labels)} {source}, clean accuracy "
         f"{100 * first.clean_accuracy:.2f}%"
     )

@@ -21,6 +21,8 @@ import eagerpy as ep
 
 NORMALISER_EPS = 1e-8
 
+Scale = Optional[ep.Tensor]
+
 
 def _one_hot(logits: ep.Tensor, classes: ep.Tensor) -> ep.Tensor:
     indices = ep.arange(classes, logits.shape[-1]).astype(classes.dtype)
@@ -51,10 +53,7 @@ def two_class_gap(logits: ep.Tensor) -> ep.Tensor:
 
 
 def dlr_plus(
-    logits: ep.Tensor,
-    labels: ep.Tensor,
-    kappa: float = 1e-4,
-    two_class_scale: Optional[ep.Tensor] = None,
+    logits: ep.Tensor, labels: ep.Tensor, kappa: float = 1e-4, two_class_scale: Scale = None
 ) -> ep.Tensor:
     """DLR+(z, y) = (z_y - max_{i != y} z_i + kappa) / (z_pi1 - z_pi3 + 1e-8).
 
@@ -69,10 +68,7 @@ def dlr_plus(
 
 
 def targeted_dlr_plus(
-    logits: ep.Tensor,
-    targets: ep.Tensor,
-    kappa: float = 1e-4,
-    two_class_scale: Optional[ep.Tensor] = None,
+    logits: ep.Tensor, targets: ep.Tensor, kappa: float = 1e-4, two_class_scale: Scale = None
 ) -> ep.Tensor:
     """tDLR+(z, t) = (max_{i != t} z_i - z_t + kappa) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-8).
 

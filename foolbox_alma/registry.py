@@ -355,19 +355,12 @@ def register(spec: AttackSpec) -> AttackSpec:
     return spec
 
 
-def register_alma_distance(
-    distance: str,
-    progress: bool = False,
-    init_lr_distance: Optional[float] = None,
-    name: Optional[str] = None,
-    label: str = "ALMA",
-) -> AttackSpec:
-    """Registers ALMA with a distance known to :func:`foolbox_alma.distances.get_distance`
-    (as ``alma-<distance>``, or ``name``), with the distance's ``init_lr_distance`` or the one
-    given (then name it: ``register_alma_distance("lpips", init_lr_distance=1e-5,
-    name="alma-lpips-1e-5", label="ALMA (1e-5)")``)."""
+def register_alma_distance(distance: str, **options: Any) -> AttackSpec:
+    """Registers ALMA with a distance known to :func:`foolbox_alma.distances.get_distance`:
+    :func:`alma_spec`'s entry, added to the table (e.g. ``register_alma_distance("lpips",
+    init_lr_distance=1e-5, name="alma-lpips-1e-5", label="ALMA (1e-5)")``)."""
     get_distance(distance)  # an unknown name is an error naming the valid ones
-    return register(alma_spec(distance, progress, init_lr_distance, name, label))
+    return register(alma_spec(distance, **options))
 
 
 def alma_spec(
@@ -377,7 +370,8 @@ def alma_spec(
     name: Optional[str] = None,
     label: str = "ALMA",
 ) -> AttackSpec:
-    """ALMA on ``distance`` as a registry entry (not added to the table)."""
+    """ALMA on ``distance`` as a registry entry (not added to the table): named
+    ``alma-<distance>`` or ``name``, with the distance's ``init_lr_distance`` or the one given."""
     fixed: Dict[str, Any] = {"progress": progress} if progress else {}
     if init_lr_distance is not None:
         fixed["init_lr_distance"] = init_lr_distance

@@ -22,8 +22,9 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import zoo
+from .._args import bounds, name_list, number_list
 from .._io import plain_text
-from .._runtime import check_bounds, limit_threads_before_import, to_native
+from .._runtime import limit_threads_before_import, to_native
 from ..pipeline.data import load_data
 from ..pipeline.models import parse_model_spec
 from ..registry import ATTACKS, GROUPS
@@ -42,22 +43,6 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 DEFAULTS: Dict[str, Any] = {"images": 200, "steps": [100], "floor_passes": None}
 
 
-def _int_list(text: str) -> List[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers separated by commas, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"step budgets must be positive integers, got {text!r}")
-    return values
-
-
-def _name_list(text: str) -> List[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="quick or paper settings")
     parser.add_argument(
@@ -72,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="data spec, as foolbox-alma evaluate takes it (default: a zoo model's held-out "
         "images, <model>-heldout)",
     )
-    parser.add_argument("--bounds", help="input bounds LO,HI of a .pt or .keras model")
+    parser.add_argument(
+        "--bounds", type=bounds, help="input bounds LO,HI of a model file or bare network"
+    )
     parser.add_argument(
         "--framework",
         default="torch",
@@ -81,13 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--attacks",
-        type=_name_list,
+        type=name_list,
         help="comma-separated attacks or groups (all, l1, l2, alma, ours, foolbox, adv_lib); "
         "default: every attack available on the framework",
     )
     parser.add_argument(
         "--measure",
-        type=_name_list,
+        type=name_list,
         default=[],
         help="comma-separated distances every attack's adversarials are also measured in "
         "(e.g. ciede2000,ssim,lpips: the L2 attacks in the perceptual distances, adv_lib's "
@@ -96,7 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, help="held-out images (max 1000; preset: 200)")
     parser.add_argument("--offset", type=int, default=0, help="first held-out image")
     parser.add_argument(
-        "--steps", type=_int_list, help="step budget(s), comma-separated (preset: 100)"
+        "--steps",
+        type=number_list(int, "step budgets", minimum=1),
+        help="step budget(s), comma-separated (preset: 100)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=1000, help="images per attack call (default 1000)"
@@ -245,14 +234,11 @@ def load_model_and_images(
     images: int,
     offset: int = 0,
     data: str = "mnist-heldout",
-    bounds: Optional[str] = None,
+    bounds: Optional[Tuple[float, float]] = None,
 ) -> Any:
     """The model of a spec as a Foolbox model and the data's images and labels as native tensors
     (the evaluation engine's model and data specs)."""
-    lo_hi: Optional[Tuple[float, float]] = None
-    if bounds:
-        lo_hi = check_bounds(bounds.split(","), "--bounds: ")
-    fmodel = parse_model_spec(model, framework=framework, bounds=lo_hi).load()
+    fmodel = parse_model_spec(model, framework=framework, bounds=bounds).load()
     data_format = getattr(fmodel, "data_format", None) or "channels_first"
     dataset = load_data(
         data,

@@ -20,35 +20,12 @@ targets), or a folder of images with one subfolder per class.
 """
 
 import argparse
-from typing import List, Tuple
+from typing import Tuple
 
+from .._args import add_alma_options, bounds, number_list
 from .._runtime import FRAMEWORK_ALIASES, limit_threads_before_import
 from ..pipeline.result import format_table
 from .run import AUTO, DEFAULT_ROOT, evaluate
-
-
-def _floats(text: str) -> List[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers separated by commas, got {text!r}"
-        ) from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"epsilons must be non-negative, got {text!r}")
-    return values
-
-
-def _bounds(text: str) -> Tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LO,HI (e.g. 0,1 or 0,255), got {text!r}"
-        ) from None
-    if not lo < hi:
-        raise argparse.ArgumentTypeError(f"bounds need LO < HI, got {text!r}")
-    return lo, hi
 
 
 def _sizes(text: str) -> Tuple[int, ...]:
@@ -101,7 +78,7 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--bounds",
-        type=_bounds,
+        type=bounds,
         help="the model's input range LO,HI (e.g. 0,1 or 0,255): "
         "needed for model files and for a function that returns a bare network",
     )
@@ -128,23 +105,7 @@ def _add_attack_arguments(parser: argparse.ArgumentParser) -> None:
         help="alma (default) or an attack of the registry (ddn, "
         "fmn-l2, fmn-l1, cw-l2, ead, adv_lib-alma-l2, ...)",
     )
-    add(
-        "--distance",
-        default=None,
-        help="the distance ALMA minimises: l2 (default), l1, ciede2000, ssim, msssim, lpips",
-    )
-    add("--steps", type=int, default=1000, help="attack steps (default 1000)")
-    add(
-        "--alpha",
-        type=float,
-        help="ALMA's EMA weight (default: 0.5 at 100 steps, 0.9 from "
-        "1000, joined log-linearly in between)",
-    )
-    add(
-        "--init-lr-distance",
-        type=float,
-        help="how far ALMA's first step moves each sample (default: the distance's)",
-    )
+    add_alma_options(parser, steps=1000)
     add(
         "--targeted",
         action="store_true",
@@ -153,7 +114,7 @@ def _add_attack_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--epsilons",
-        type=_floats,
+        type=number_list(float, "epsilons", minimum=0),
         default=[],
         help="budgets at which robust accuracy is reported, e.g. 0.5,1,2 (default: none)",
     )
