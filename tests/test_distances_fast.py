@@ -1,7 +1,7 @@
-"""The PyTorch fast paths of CIEDE2000, SSIM and LPIPS (``_fast``, ``_torch_ciede2000``,
-``_torch_ssim``, ``_torch_lpips``) and their reference cache (``_prepared``). Oracles: the
-generic EagerPy code (the same distance through autograd), colour-science, the 34 published
-CIEDE2000 pairs, finite differences.
+"""The PyTorch fast paths of CIEDE2000, SSIM, MS-SSIM and LPIPS (``_fast`` and the
+``_torch_*`` modules) and their reference cache (``_prepared``). Oracles: the generic EagerPy
+code (the same distance through autograd), colour-science, the 34 published CIEDE2000 pairs,
+finite differences.
 
 What they would catch: a wrong line in a hand-written gradient, a fast path whose values drift
 from the generic code's, and a stale cache (the classic bug of reusing the reference's prepared
@@ -18,7 +18,7 @@ import pytest
 from helpers import colour_ciede2000, random_alexnet
 
 from foolbox_alma import ALMA
-from foolbox_alma.distances import CIEDE2000, LPIPS, SSIM, _fast, ciede2000, ssim
+from foolbox_alma.distances import CIEDE2000, LPIPS, MSSSIM, SSIM, _fast, ciede2000, ssim
 
 torch = pytest.importorskip("torch")
 _torch_ciede2000 = pytest.importorskip("foolbox_alma.distances._torch_ciede2000")
@@ -69,8 +69,10 @@ DISTANCES = {
     "ciede2000": lambda: CIEDE2000(),
     "ciede2000-adv_lib": lambda: CIEDE2000(adv_lib_scale=True),
     "ssim": lambda: SSIM(),
+    "msssim": lambda: MSSSIM(),
     "lpips": lambda: LPIPS(random_alexnet()),
 }
+SHAPES = {"lpips": (3, 3, 32, 32), "msssim": (2, 3, 161, 163)}  # AlexNet 31, five scales 161
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -79,17 +81,21 @@ DISTANCES = {
 def test_fast_path_is_the_generic_code(name, kind, dtype):
     distance = DISTANCES[name]()
     # perturbed pixels clipped to black: test_black_pixels_gradient
-    shape = (3, 3, 32, 32) if name == "lpips" else (3, 3, 12, 12)  # AlexNet: 31 x 31 at least
-    x, y = images(kind, shape=shape, dtype=dtype, low=0.01)
+    x, y = images(kind, shape=SHAPES.get(name, (3, 3, 12, 12)), dtype=dtype, low=0.01)
     fast_value, fast_grad = measure(distance, x, y)
     generic_value, generic_grad = measure(distance, x, y, generic=True)
     # float64: round-off; float32: its round-off through the colour conversion and the formula
+    # (MS-SSIM: 1 - a product of five powers near 1; fast and generic are both 2.5e-4 from
+    # float64 there)
     value_tol, grad_tol = (1e-12, 1e-11) if dtype == torch.float64 else (1e-5, 1e-4)
+    if name == "msssim":
+        value_tol, grad_tol = (1e-11, 1e-11) if dtype == torch.float64 else (5e-4, 5e-4)
     np.testing.assert_allclose(fast_value, generic_value, rtol=value_tol, atol=0)
     assert relative(fast_grad, generic_grad) < grad_tol
     # the unchanged image: 0, with a zero gradient (CIEDE2000 masks unchanged pixels; SSIM's is
     # round-off, as the generic code's; LPIPS's too, relative to its gradients)
-    zero_grad = {"ssim": 1e-8, "lpips": 1e-6 * np.abs(generic_grad).max()}.get(name, 0)
+    zero_grad = {"ssim": 1e-8, "msssim": 1e-8, "lpips": 1e-6 * np.abs(generic_grad).max()}
+    zero_grad = zero_grad.get(name, 0)
     assert fast_value[0] == 0 and np.abs(fast_grad[0]).max() <= zero_grad
 
 
@@ -191,7 +197,8 @@ def bound(name):
     """A bound function of a new distance object (own cache) and its fast path's cache."""
     distance = DISTANCES[name]()
     fn = distance.bind((0, 1), "channels_first")
-    fn(ep.astensor(torch.zeros(1, 3, 32, 32)), ep.astensor(torch.zeros(1, 3, 32, 32)))
+    zeros = torch.zeros((1,) + SHAPES.get(name, (3, 3, 32, 32))[1:])
+    fn(ep.astensor(zeros), ep.astensor(zeros))
     (measure_fn,) = distance._compiled.values()
     return fn, measure_fn.fast.cache
 
@@ -202,10 +209,10 @@ def fresh(distance_fn, x, y):
         return distance_fn(ep.astensor(x), ep.astensor(y)).raw.numpy()
 
 
-@pytest.mark.parametrize("name", ["ciede2000", "ssim", "lpips"])
+@pytest.mark.parametrize("name", ["ciede2000", "ssim", "msssim", "lpips"])
 def test_cache_is_reused_for_the_same_reference(name):
     fn, cache = bound(name)
-    x, y = images(shape=(2, 3, 32, 32))
+    x, y = images(shape=SHAPES.get(name, (2, 3, 32, 32)))
     reference = ep.astensor(x)
     misses = cache.misses
     for scale in (0.5, 1.0, 1.5):

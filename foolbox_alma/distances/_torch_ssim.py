@@ -17,7 +17,7 @@ import torch
 
 from .ssim import K1, K2, WINDOW_SIZE, check_size, gaussian_window
 
-_C1, _C2 = K1**2, K2**2  # data range 1
+C1, C2 = K1**2, K2**2  # data range 1
 
 
 class Prepared(NamedTuple):
@@ -47,20 +47,21 @@ def _band(like: torch.Tensor, size: int) -> torch.Tensor:
     return _BANDS[key]
 
 
-def _blur(planes: torch.Tensor) -> torch.Tensor:
-    """Valid Gaussian blur of (..., H, W) planes: (..., H - 10, W - 10)."""
+def blur(planes: torch.Tensor) -> torch.Tensor:
+    """Valid Gaussian blur of (..., H, W) planes: (..., H - 10, W - 10), as the generic
+    ``_valid_blur`` (two products with banded matrices)."""
     height, width = planes.shape[-2:]
     rows = torch.matmul(planes, _band(planes, width))
     return torch.matmul(_band(planes, height).T, rows)
 
 
-def _blur_transposed(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """The adjoint of :func:`_blur`: (..., H - 10, W - 10) maps to (..., H, W)."""
+def blur_transposed(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The adjoint of :func:`blur`: (..., H - 10, W - 10) maps to (..., H, W)."""
     rows = torch.matmul(_band(maps, height), maps)
     return torch.matmul(rows, _band(maps, width).T)
 
 
-def _planes(images: torch.Tensor, channel_axis: int) -> torch.Tensor:
+def to_planes(images: torch.Tensor, channel_axis: int) -> torch.Tensor:
     """(N * C, H, W) planes of a 4-d batch with channels along ``channel_axis``."""
     spatial = [a for a in (1, 2, 3) if a != channel_axis]
     images = images.permute(0, channel_axis, *spatial)
@@ -69,9 +70,9 @@ def _planes(images: torch.Tensor, channel_axis: int) -> torch.Tensor:
 
 def prepare(reference: torch.Tensor, channel_axis: int) -> Prepared:
     """The reference images' half of SSIM: their local means and variances (images in [0, 1])."""
-    x = _planes(reference.detach(), channel_axis)
+    x = to_planes(reference.detach(), channel_axis)
     check_size(*x.shape[1:])
-    mu_x, xx = _blur(torch.stack((x, x * x))).unbind(0)
+    mu_x, xx = blur(torch.stack((x, x * x))).unbind(0)
     mu_x2 = mu_x**2
     return Prepared(x, mu_x, 2 * mu_x, mu_x2, xx - mu_x2, channel_axis)
 
@@ -107,18 +108,18 @@ def _forward(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-sample distances and (when ``need_grad``) their gradient w.r.t. ``perturbed``."""
     x, mu_x, two_mu_x, mu_x2, var_x, axis = prepared
-    y = _planes(perturbed.detach(), axis)
+    y = to_planes(perturbed.detach(), axis)
     planes = torch.empty((3,) + y.shape, dtype=y.dtype, device=y.device)
     planes[0].copy_(y)
     torch.mul(y, y, out=planes[1])
     torch.mul(x, y, out=planes[2])
-    mu_y, yy, xy = _blur(planes).unbind(0)
+    mu_y, yy, xy = blur(planes).unbind(0)
     # the generic similarity_terms, in the same order
     mu_y2 = mu_y * mu_y
-    b_1 = (mu_x2 + mu_y2).add_(_C1)
-    b_2 = (yy - mu_y2).add_(var_x).add_(_C2)
-    luminance = (two_mu_x * mu_y).add_(_C1).div_(b_1)
-    contrast_structure = (xy - mu_x * mu_y).mul_(2).add_(_C2).div_(b_2)
+    b_1 = (mu_x2 + mu_y2).add_(C1)
+    b_2 = (yy - mu_y2).add_(var_x).add_(C2)
+    luminance = (two_mu_x * mu_y).add_(C1).div_(b_1)
+    contrast_structure = (xy - mu_x * mu_y).mul_(2).add_(C2).div_(b_2)
     similarity = (luminance * contrast_structure).mean(dim=(1, 2))
     n, channels = perturbed.shape[0], perturbed.shape[axis]
     value = 1 - similarity.reshape(n, channels).mean(dim=-1)
@@ -136,7 +137,7 @@ def _forward(
     torch.mul(l_over_b2, contrast_structure, out=maps[1]).mul_(-weight)
     torch.mul(l_over_b2, 2 * weight, out=maps[2])
     height, width = y.shape[1:]
-    back = _blur_transposed(maps, height, width)
+    back = blur_transposed(maps, height, width)
     grad_planes = torch.addcmul(back[0], y, back[1], value=2).addcmul_(x, back[2])
     spatial = [a for a in (1, 2, 3) if a != axis]
     shape = perturbed.permute(0, axis, *spatial).shape
