@@ -25,7 +25,7 @@ keeps a busy machine's slow spells from favouring one of them.
 the ratio ALMA / floor that issue 16's goals are stated in.
 
 ``--torch-compile`` also measures ``torch.compile`` of the PyTorch fast paths (compile time of
-the first call, then the compiled calls), which the package does not use (see BENCHMARKS.md).
+the first call, then the compiled calls), which the package does not use (``_fast`` says why).
 
     python scripts/bench_distances.py --threads 2                      # every installed framework
     python scripts/bench_distances.py --frameworks pytorch --model resnet18-imagenet-stem --alma 10
@@ -49,7 +49,7 @@ from foolbox_alma.distances.lpips import ALEXNET_SHAPES
 FRAMEWORKS = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 DISTANCE_NAMES = ("l1", "l2", "ciede2000", "ssim", "msssim", "lpips")
 DEFAULT_DISTANCES = ("l2", "ciede2000", "ssim", "lpips")
-FAST_ON_PYTORCH = ("ciede2000", "ssim", "lpips")  # the distances with a PyTorch fast path
+FAST_ON_PYTORCH = ("ciede2000", "ssim", "msssim", "lpips")  # the distances with a PyTorch fast path
 MODELS = ("resnet18", "resnet18-imagenet-stem", "smallcnn")
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # ResNet-18: two BasicBlocks per stage
 
@@ -239,15 +239,17 @@ def clock() -> float:
     return time.thread_time() if ARGS.cpu_time else time.perf_counter()
 
 
-def measure(functions: Dict[str, Timed], repeats: int) -> Dict[str, float]:
-    """Median seconds per call of each function, measured in alternating rounds (after a first
-    call, whose time is reported as ``first:`` + name: tracing, compilation, caches)."""
+def measure(functions: Dict[str, Timed], repeats: int, warm_up: bool = True) -> Dict[str, float]:
+    """Median seconds per call of each function, measured in alternating rounds after a first
+    call (reported as ``first:`` + name: tracing, compilation, caches) and, with ``warm_up``, a
+    second one."""
     first: Dict[str, float] = {}
     for name, fn in functions.items():
         start = time.perf_counter()
         fn()
         first[name] = time.perf_counter() - start
-        fn()
+        if warm_up:
+            fn()
     times: Dict[str, List[float]] = {name: [] for name in functions}
     for _ in range(repeats):
         for name, fn in functions.items():
@@ -378,7 +380,7 @@ def bench_alma() -> Dict[str, float]:
                     attack.run(model, x, criterion)
 
             functions[f"{name}:{variant}"] = run
-    return measure(functions, ARGS.rounds)
+    return measure(functions, ARGS.rounds, warm_up=False)
 
 
 # -- main -------------------------------------------------------------------------------------

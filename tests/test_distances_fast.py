@@ -182,6 +182,29 @@ def test_ciede2000_kernel_on_the_published_pairs():
     np.testing.assert_array_equal(np.round(got, 4), SHARMA[:, 6])
 
 
+def test_torch_ops_are_exact_where_they_say_so():
+    ops = pytest.importorskip("foolbox_alma.distances._torch_ops")
+    d = torch.tensor([-1.0, -0.0, 0.0, 1e-45, 2.0])  # 1e-45: a float32 denormal
+    assert ops.step(d).tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    a, b = torch.tensor([1e30, -3.0, 0.1]), torch.tensor([7.0, 1e-30, -2.5])
+    assert torch.equal(
+        ops.select(torch.tensor([1.0, 0.0, 1.0]), a, b), torch.tensor([1e30, 1e-30, 0.1])
+    )
+    x = torch.rand(10000, dtype=torch.float64) + 0.05
+    np.testing.assert_allclose(ops.power(x, 2.4).numpy(), (x**2.4).numpy(), rtol=1e-14)
+    np.testing.assert_allclose(ops.power(x.float(), 2.4).numpy(), (x**2.4).numpy(), rtol=2e-6)
+    sixth, seventh = ops.seventh(x)
+    np.testing.assert_allclose(sixth.numpy(), (x**6).numpy(), rtol=1e-14)
+    np.testing.assert_allclose(seventh.numpy(), (x**7).numpy(), rtol=1e-14)
+
+
+def test_other_backends_take_the_generic_code():
+    fast = _fast.FastPath(_fast.torch_kernel("_torch_ssim", 1), (0, 1))
+    x = np.random.default_rng(0).uniform(size=(1, 3, 12, 12))
+    assert fast(ep.astensor(x), ep.astensor(x)) is None  # NumPy: no fast path
+    assert fast.cache.hits + fast.cache.misses == 0
+
+
 def test_value_only_calls_take_no_gradient():
     x, y = images()
     with torch.no_grad():
