@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import eagerpy as ep
 import foolbox as fb
 
-from . import _backend
+from . import _backend, _fast
 
 DistanceFn = Callable[[ep.Tensor, ep.Tensor], ep.Tensor]
 BoundsLike = Tuple[float, float]
@@ -184,6 +184,12 @@ class ImageDistance(AttackDistance):
     ) -> ep.Tensor:
         """Per-sample distances between images in [0, 1] with channels along ``channel_axis``."""
 
+    def torch_kernel(self, channel_axis: int) -> Optional[_fast.Kernel]:
+        """This distance's eager PyTorch fast path (see ``_fast``), None if it has none: then
+        :meth:`image_distances` runs on PyTorch too."""
+        del channel_axis
+        return None
+
     def compute(self, reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
         return self._measure(reference, perturbed, self.bounds, None)
 
@@ -212,17 +218,24 @@ class ImageDistance(AttackDistance):
         axis = resolve_channel_axis(reference.shape, self.channel_axis, data_format, self.name)
         key = (bounds, axis)
         if key not in self._compiled:
-
-            def distances(reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
-                lo, hi = bounds
-                if (lo, hi) != (0, 1):
-                    reference = (reference - lo) / (hi - lo)
-                    perturbed = (perturbed - lo) / (hi - lo)
-                return self.image_distances(reference, perturbed, axis)
-
-            # JAX runs it compiled (one compilation instead of one per primitive, see _backend)
-            self._compiled[key] = _backend.jax_jit(distances)
+            self._compiled[key] = self._measure_function(bounds, axis)
         return self._compiled[key](reference, perturbed)
+
+    def _measure_function(self, bounds: BoundsLike, axis: int) -> DistanceFn:
+        """The distances for inputs in ``bounds`` with channels along ``axis``: the PyTorch fast
+        path where it applies (``_fast``), else the generic code (compiled on JAX)."""
+
+        def distances(reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
+            lo, hi = bounds
+            if (lo, hi) != (0, 1):
+                reference = (reference - lo) / (hi - lo)
+                perturbed = (perturbed - lo) / (hi - lo)
+            return self.image_distances(reference, perturbed, axis)
+
+        # JAX runs it compiled (one compilation instead of one per primitive, see _backend)
+        generic = _backend.jax_jit(distances)
+        kernel = self.torch_kernel(axis)
+        return generic if kernel is None else _fast.WithFastPath(generic, kernel, bounds)
 
 
 def _check_bounds(bounds: Any) -> BoundsLike:

@@ -20,7 +20,7 @@ from typing import Dict, Hashable, Optional, Tuple
 import eagerpy as ep
 import numpy as np
 
-from . import _backend
+from . import _backend, _fast
 from .base import BoundsLike, ImageDistance
 
 EPS = 1e-12
@@ -40,16 +40,22 @@ Lab = Tuple[ep.Tensor, ep.Tensor, ep.Tensor]
 def pixels(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
     """The (N * H * W, 3) RGB rows of a batch of images with 1 (gray: R = G = B) or 3 channels
     along ``channel_axis``, sample by sample."""
-    count = images.shape[channel_axis]
-    if count not in (1, 3):
-        raise ValueError(
-            f"CIEDE2000 measures RGB (3 channels) or gray (1 channel) images; got {count} channels "
-            f"along axis {channel_axis} of a batch of shape {tuple(images.shape)} (give "
-            "channel_axis if that is not the channel axis)"
-        )
+    count = check_channels(images.shape, channel_axis)
     spatial = tuple(a for a in range(1, images.ndim) if a != channel_axis)
     rows = images.transpose((0, *spatial, channel_axis)).reshape((-1, count))
     return rows if count == 3 else ep.concatenate([rows] * 3, axis=1)
+
+
+def check_channels(shape: Tuple[int, ...], channel_axis: int) -> int:
+    """The number of channels (1 or 3) of images of ``shape``; an error for any other."""
+    count = shape[channel_axis]
+    if count not in (1, 3):
+        raise ValueError(
+            f"CIEDE2000 measures RGB (3 channels) or gray (1 channel) images; got {count} channels "
+            f"along axis {channel_axis} of a batch of shape {tuple(shape)} (give "
+            "channel_axis if that is not the channel axis)"
+        )
+    return int(count)
 
 
 def srgb_to_linear(v: ep.Tensor) -> ep.Tensor:
@@ -238,8 +244,14 @@ class CIEDE2000(ImageDistance):
     def image_distances(
         self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int
     ) -> ep.Tensor:
-        xyz_scale = 0.01 if self.adv_lib_scale else 1.0
-        return ciede2000_distances(reference, perturbed, channel_axis, xyz_scale)
+        return ciede2000_distances(reference, perturbed, channel_axis, self._xyz_scale)
+
+    def torch_kernel(self, channel_axis: int) -> _fast.Kernel:
+        return _fast.torch_kernel("_torch_ciede2000", channel_axis, xyz_scale=self._xyz_scale)
+
+    @property
+    def _xyz_scale(self) -> float:
+        return 0.01 if self.adv_lib_scale else 1.0
 
 
 ciede2000 = CIEDE2000()

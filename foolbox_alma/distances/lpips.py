@@ -16,12 +16,12 @@ finite there without relying on the ReLU's masking.
 """
 
 import os
-from typing import Any, Dict, Hashable, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import eagerpy as ep
 import numpy as np
 
-from . import _backend
+from . import _backend, _fast
 from .base import BoundsLike, ImageDistance
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -151,7 +151,7 @@ def _safe_sqrt(t: ep.Tensor) -> ep.Tensor:
     return ep.where(positive, ep.sqrt(ep.where(positive, t, ep.ones_like(t))), ep.zeros_like(t))
 
 
-def _to_network_layout(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
+def to_network_layout(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
     """3-channel images in the backend's convolution layout (gray images repeated)."""
     count = images.shape[channel_axis]
     if count not in (1, 3):
@@ -194,14 +194,27 @@ def lpips_distances(
     """Per-sample LPIPS between images in [0, 1] (channels along ``channel_axis``)."""
     n = len(reference)
     both = ep.concatenate(
-        [_to_network_layout(reference, channel_axis), _to_network_layout(perturbed, channel_axis)]
+        [to_network_layout(reference, channel_axis), to_network_layout(perturbed, channel_axis)]
     )
-    channel = -1 if _backend.channels_last(both) else 1
+    units = unit_features(lpips_features(both, constants))
+    return weighted_distance([u[:n] for u in units], [u[n:] for u in units], constants)
+
+
+def unit_features(features: Sequence[ep.Tensor]) -> List[ep.Tensor]:
+    """Each layer's features normalised to unit length along the channels."""
+    channel = -1 if _backend.channels_last(features[0]) else 1
+    return [f / (_safe_sqrt((f**2).sum(axis=channel, keepdims=True)) + NORM_EPS) for f in features]
+
+
+def weighted_distance(
+    reference: Sequence[ep.Tensor], perturbed: Sequence[ep.Tensor], constants: _Constants
+) -> ep.Tensor:
+    """LPIPS from the unit features of both batches: squared differences weighted by the linear
+    layers, averaged over space, summed over the layers."""
+    channel = -1 if _backend.channels_last(reference[0]) else 1
     total: Optional[ep.Tensor] = None
-    for features, linear in zip(lpips_features(both, constants), constants.linear):
-        norm = _safe_sqrt((features**2).sum(axis=channel, keepdims=True))
-        unit = features / (norm + NORM_EPS)
-        squared = (unit[:n] - unit[n:]) ** 2
+    for unit_1, unit_2, linear in zip(reference, perturbed, constants.linear):
+        squared = (unit_1 - unit_2) ** 2
         # the 1 x 1 linear layer, then the mean over the two spatial axes left
         term = (squared * linear).sum(axis=channel).mean(axis=(1, 2))
         total = term if total is None else total + term
@@ -271,3 +284,6 @@ class LPIPS(ImageDistance):
         self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int
     ) -> ep.Tensor:
         return lpips_distances(reference, perturbed, channel_axis, self.constants(reference))
+
+    def torch_kernel(self, channel_axis: int) -> _fast.Kernel:
+        return _fast.torch_kernel("_torch_lpips", channel_axis, lpips=self)

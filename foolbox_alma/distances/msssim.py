@@ -19,6 +19,7 @@ and the power's infinite slope at 0 is replaced by its chord on [0, FLOOR] to ke
 
 import eagerpy as ep
 
+from . import _fast
 from .base import ImageDistance
 from .ssim import WINDOW_SIZE, similarity_terms, to_planes
 
@@ -58,17 +59,21 @@ def safe_power(term: ep.Tensor, weight: float) -> ep.Tensor:
     return ep.where(above, power, chord)
 
 
-def msssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
-    """MS-SSIM of each channel, shape (N, C), for images in [0, 1] of at least 161 x 161 pixels."""
-    n, channels = reference.shape[0], reference.shape[channel_axis]
-    x, y = to_planes(reference, channel_axis), to_planes(perturbed, channel_axis)
-    height, width = x.shape[1:]
+def check_size(height: int, width: int) -> None:
+    """An error for images too small for five scales."""
     if min(height, width) < MIN_SIZE:
         raise ValueError(
             f"MS-SSIM needs images of at least {MIN_SIZE} x {MIN_SIZE} pixels (its {SCALES} "
             f"scales halve the size {SCALES - 1} times and the coarsest must hold the "
             f"{WINDOW_SIZE} x {WINDOW_SIZE} window); got {height} x {width}"
         )
+
+
+def msssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
+    """MS-SSIM of each channel, shape (N, C), for images in [0, 1] of at least 161 x 161 pixels."""
+    n, channels = reference.shape[0], reference.shape[channel_axis]
+    x, y = to_planes(reference, channel_axis), to_planes(perturbed, channel_axis)
+    check_size(*x.shape[1:])
     product = None
     for scale, weight in enumerate(WEIGHTS):
         if scale:
@@ -119,6 +124,9 @@ class MSSSIM(ImageDistance):
         self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int
     ) -> ep.Tensor:
         return msssim_distances(reference, perturbed, channel_axis)
+
+    def torch_kernel(self, channel_axis: int) -> _fast.Kernel:
+        return _fast.torch_kernel("_torch_msssim", channel_axis)
 
 
 msssim = MSSSIM()

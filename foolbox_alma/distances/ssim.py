@@ -14,7 +14,7 @@ from typing import Dict, Hashable, Tuple
 import eagerpy as ep
 import numpy as np
 
-from . import _backend
+from . import _backend, _fast
 from .base import ImageDistance
 
 WINDOW_SIZE = 11
@@ -82,16 +82,20 @@ def similarity_terms(x: ep.Tensor, y: ep.Tensor) -> Tuple[ep.Tensor, ep.Tensor]:
     return similarity.mean(axis=(1, 2)), contrast_structure.mean(axis=(1, 2))
 
 
-def ssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
-    """Mean SSIM of each channel, shape (N, C), for images in [0, 1]."""
-    n, channels = reference.shape[0], reference.shape[channel_axis]
-    x, y = to_planes(reference, channel_axis), to_planes(perturbed, channel_axis)
-    height, width = x.shape[1:]
+def check_size(height: int, width: int) -> None:
+    """An error for images smaller than the window."""
     if min(height, width) < WINDOW_SIZE:
         raise ValueError(
             f"SSIM needs images of at least {WINDOW_SIZE} x {WINDOW_SIZE} pixels (its window); "
             f"got {height} x {width}"
         )
+
+
+def ssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
+    """Mean SSIM of each channel, shape (N, C), for images in [0, 1]."""
+    n, channels = reference.shape[0], reference.shape[channel_axis]
+    x, y = to_planes(reference, channel_axis), to_planes(perturbed, channel_axis)
+    check_size(*x.shape[1:])
     similarity, _ = similarity_terms(x, y)
     return similarity.reshape((n, channels))
 
@@ -123,6 +127,9 @@ class SSIM(ImageDistance):
         self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int
     ) -> ep.Tensor:
         return ssim_distances(reference, perturbed, channel_axis)
+
+    def torch_kernel(self, channel_axis: int) -> _fast.Kernel:
+        return _fast.torch_kernel("_torch_ssim", channel_axis)
 
 
 ssim = SSIM()
