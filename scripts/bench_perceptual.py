@@ -142,8 +142,8 @@ def main(argv: List[str]) -> int:
     import shutil
 
     from foolbox_alma.bench import report
-    from foolbox_alma.registry import register_alma_distance
     from foolbox_alma.bench.cli import run_cli
+    from foolbox_alma.registry import register_alma_distance
 
     register_alma_distance(
         "lpips",

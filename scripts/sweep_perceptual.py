@@ -47,8 +47,7 @@ def run_one(
     from foolbox_alma.distances import get_distance
     from foolbox_alma.evaluation import evaluate
     from foolbox_alma.pipeline.engine import measure
-    from foolbox_alma.pipeline.models import model_of
-    from foolbox_alma.pipeline.models import parse_model_spec
+    from foolbox_alma.pipeline.models import model_of, parse_model_spec
 
     spec = parse_model_spec(model)
     start = time.perf_counter()

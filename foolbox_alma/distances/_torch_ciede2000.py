@@ -26,12 +26,12 @@ at a tie, zero gradient for masked hues, unchanged pixels and a zero image dista
 """
 
 import math
-from typing import Any, Dict, Hashable, List, NamedTuple, Tuple
+from typing import Dict, Hashable, List, NamedTuple, Tuple
 
 import numpy as np
 import torch
 
-from ._torch_ops import power, select, seventh, step
+from ._torch_ops import power, select, seventh, step, value_with_gradient
 from .ciede2000 import D65_WHITE, EPS, SRGB_TO_XYZ, check_channels
 
 _K7 = 25.0**7
@@ -123,27 +123,7 @@ def prepare(reference: torch.Tensor, channel_axis: int, xyz_scale: float = 1.0) 
 def distances(prepared: Prepared, perturbed: torch.Tensor) -> torch.Tensor:
     """Per-sample CIEDE2000 between the prepared reference and ``perturbed`` (images in [0, 1]),
     differentiable with respect to ``perturbed``."""
-    if torch.is_grad_enabled() and perturbed.requires_grad:
-        value: torch.Tensor = _WithGradient.apply(perturbed, prepared)
-        return value
-    with torch.no_grad():
-        return _forward(prepared, perturbed, need_grad=False)[0]
-
-
-class _WithGradient(torch.autograd.Function):
-    """The distance, whose gradient was computed in the forward pass."""
-
-    @staticmethod
-    def forward(ctx: Any, perturbed: torch.Tensor, prepared: Prepared) -> torch.Tensor:
-        value, grad = _forward(prepared, perturbed, need_grad=True)
-        ctx.save_for_backward(grad)
-        return value
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_value: torch.Tensor) -> Tuple[torch.Tensor, None]:
-        (grad,) = ctx.saved_tensors
-        return grad_value.reshape((-1,) + (1,) * (grad.ndim - 1)) * grad, None
+    return value_with_gradient(_forward, prepared, perturbed)
 
 
 def _forward(

@@ -7,11 +7,44 @@ and a ``pow`` with a non-integer or large exponent (about 180 us), a comparison 
 fast paths therefore select with float masks (:func:`step`, ``torch.lerp``, products) and
 compute powers as products or ``exp(w log x)``. Each function says how its value relates to the
 obvious one: exactly equal, or equal to a few units in the last place.
+
+:func:`value_with_gradient` runs a kernel that computes a distance and its gradient together (one
+pass, no autograd graph of dozens of small operations) as one differentiable operation.
 """
 
-from typing import Tuple
+from typing import Any, Callable, Tuple
 
 import torch
+
+Kernel = Callable[[Any, torch.Tensor, bool], Tuple[torch.Tensor, torch.Tensor]]
+"""``kernel(prepared, perturbed, need_grad) -> (per-sample values, their gradient w.r.t.
+perturbed)`` (the gradient only when ``need_grad``)."""
+
+
+def value_with_gradient(kernel: Kernel, prepared: Any, perturbed: torch.Tensor) -> torch.Tensor:
+    """The kernel's per-sample values, differentiable with respect to ``perturbed`` where
+    autograd asks for it (the gradient was computed in the same pass)."""
+    if torch.is_grad_enabled() and perturbed.requires_grad:
+        value: torch.Tensor = _WithGradient.apply(perturbed, prepared, kernel)
+        return value
+    with torch.no_grad():
+        return kernel(prepared, perturbed, False)[0]
+
+
+class _WithGradient(torch.autograd.Function):
+    """A value whose gradient was computed in the forward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, perturbed: torch.Tensor, prepared: Any, kernel: Kernel) -> torch.Tensor:
+        value, grad = kernel(prepared, perturbed, True)
+        ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_value: torch.Tensor) -> Tuple[torch.Tensor, None, None]:
+        (grad,) = ctx.saved_tensors
+        return grad_value.reshape((-1,) + (1,) * (grad.ndim - 1)) * grad, None, None
 
 
 def step(d: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,11 @@ values agree to float round-off, tested against it and scikit-image), for eager 
   a dozen elementwise kernels, instead of autograd's backward of the generic code.
 """
 
-from typing import Any, Dict, Hashable, NamedTuple, Tuple
+from typing import Dict, Hashable, NamedTuple, Tuple
 
 import torch
 
+from ._torch_ops import value_with_gradient
 from .ssim import K1, K2, WINDOW_SIZE, check_size, gaussian_window
 
 C1, C2 = K1**2, K2**2  # data range 1
@@ -80,27 +81,7 @@ def prepare(reference: torch.Tensor, channel_axis: int) -> Prepared:
 def distances(prepared: Prepared, perturbed: torch.Tensor) -> torch.Tensor:
     """Per-sample ``1 - SSIM`` between the prepared reference and ``perturbed`` (images in
     [0, 1]), differentiable with respect to ``perturbed``."""
-    if torch.is_grad_enabled() and perturbed.requires_grad:
-        value: torch.Tensor = _WithGradient.apply(perturbed, prepared)
-        return value
-    with torch.no_grad():
-        return _forward(prepared, perturbed, need_grad=False)[0]
-
-
-class _WithGradient(torch.autograd.Function):
-    """The distance, whose gradient was computed in the forward pass."""
-
-    @staticmethod
-    def forward(ctx: Any, perturbed: torch.Tensor, prepared: Prepared) -> torch.Tensor:
-        value, grad = _forward(prepared, perturbed, need_grad=True)
-        ctx.save_for_backward(grad)
-        return value
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_value: torch.Tensor) -> Tuple[torch.Tensor, None]:
-        (grad,) = ctx.saved_tensors
-        return grad_value.reshape((-1,) + (1,) * (grad.ndim - 1)) * grad, None
+    return value_with_gradient(_forward, prepared, perturbed)
 
 
 def _forward(
