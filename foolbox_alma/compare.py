@@ -41,7 +41,7 @@ from ._runtime import (
 from .alma import default_alpha
 from .distances import get_distance
 from .evaluation import evaluate
-from .metrics import format_median, median_distance, success_rate
+from .metrics import PerSampleMetrics, format_median
 from .pipeline.data import as_dataset, to_layout
 from .pipeline.engine import measure
 from .pipeline.models import model_of, parse_model_spec
@@ -49,12 +49,16 @@ from .pipeline.models import model_of, parse_model_spec
 DISTANCES = ("l2", "l1", "ciede2000", "ssim", "lpips")
 """Distances the demo and the comparison offer (any name of :func:`~foolbox_alma.distances.get_distance`
 is accepted; L1 and L2 are measured in NumPy float64, the others with the package's distance)."""
+MODEL_HELP = (
+    "a model spec, as evaluate takes it (repeat for several: the first is the reference). A zoo "
+    "name runs in each of --frameworks. Default: smallcnn"
+)
 MEDIAN_TOLERANCE = 0.01  # relative: the medians of two frameworks must agree within 1%
 _P = {"l2": 2, "l1": 1}
 
 
 @dataclass
-class AttackRun:
+class AttackRun(PerSampleMetrics):
     """ALMA on one model (a zoo model in one framework, or any model spec); arrays are NumPy,
     images channels-first."""
 
@@ -84,14 +88,6 @@ class AttackRun:
             if self.model in zoo.ARCHITECTURES
             else f"{self.model} ({self.framework})"
         )
-
-    @property
-    def asr(self) -> float:
-        return success_rate(self.success)
-
-    @property
-    def median(self) -> float:
-        return median_distance(self.distances, self.success)
 
 
 @dataclass(frozen=True)
@@ -437,12 +433,7 @@ def samples_csv(comparison: Comparison) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add(
-        "--model",
-        action="append",
-        help="a model spec, as evaluate takes it (repeat for several: the first is the "
-        "reference). A zoo name runs in each of --frameworks. Default: smallcnn",
-    )
+    add("--model", action="append", help=MODEL_HELP)
     add(
         "--data",
         help="data spec, as evaluate takes it (default: a zoo model's held-out images, "

@@ -7,14 +7,16 @@ in each), ``--model`` the regular MNIST SmallCNN, the L2-robust one or a colour 
 """
 
 import argparse
+import dataclasses
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
 from . import zoo
 from ._io import markdown_table
-from .compare import AttackRun, run_alma
+from .compare import AttackRun, RunSettings, parse_frameworks, run_spec
 from .metrics import format_median
+from .pipeline.models import parse_model_spec
 
 DISTANCES = ("l2", "l1")
 
@@ -61,38 +63,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(
-    images: int = 100,
-    steps: int = 100,
     distances: Sequence[str] = DISTANCES,
-    targeted: bool = False,
-    seed: int = 0,
-    batch_size: int = 500,
-    progress: bool = True,
     framework: str = "pytorch",
     model: str = "smallcnn",
+    settings: Optional[RunSettings] = None,
 ) -> "tuple[np.ndarray, np.ndarray, float, List[DemoResult]]":
-    """Runs ALMA with each distance on a shipped model in ``framework``; returns the images
+    """Runs ALMA with each distance on a shipped model in ``framework`` (``settings``: the
+    number of held-out images, steps, seed...; 100 of each by default); returns the images
     (channels-first), labels, clean accuracy and one :class:`DemoResult` per distance.
 
     The attack uses ALMA's defaults (``alpha`` follows the budget: 0.5 up to 100 steps, 0.9 from
-    1000); passes are counted with
-    hooks on PyTorch and with a counting wrapper on TensorFlow and JAX
-    (:func:`foolbox_alma.counting.counted_model`).
+    1000); passes are counted with hooks on PyTorch and with a counting wrapper on TensorFlow and
+    JAX (:func:`foolbox_alma.counting.counted_model`).
     """
+    settings = settings or RunSettings(images=100, progress=True)
+    images = settings.images or 100
     if not 1 <= images <= 1000:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
+    spec = parse_model_spec(model, framework=parse_frameworks([framework])[0])
     results = [
-        run_alma(
-            framework,
-            model,
-            distance,
-            steps,
-            images,
-            targeted=targeted,
-            seed=seed,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        run_spec(spec, f"{model}-heldout", dataclasses.replace(settings, distance=distance))
         for distance in distances
     ]
     x_np, y_np = zoo.load_heldout(model, images)
@@ -185,17 +175,15 @@ def _data_label(model: str) -> str:
 def main(args: argparse.Namespace) -> int:
     distances: List[str] = list(DISTANCES) if args.distance == "both" else [args.distance]
     framework = {"torch": "pytorch"}.get(args.framework, args.framework)
-    x, y, clean_accuracy, results = run_demo(
-        images=args.images,
+    settings = RunSettings(
         steps=args.steps,
-        distances=distances,
+        images=args.images,
         targeted=args.targeted,
         seed=args.seed,
         batch_size=args.batch_size,
         progress=not args.no_progress,
-        framework=framework,
-        model=args.model,
     )
+    x, y, clean_accuracy, results = run_demo(distances, framework, args.model, settings)
     print(
         f"{_data_label(args.model)} {args.model} ({framework}), {args.images} held-out images, "
         "clean accuracy "

@@ -28,6 +28,34 @@ from typing import Any, Sequence
 import numpy as np
 
 
+class PerSampleMetrics:
+    """ASR, median and robust accuracy of a result's per-sample ``success`` and distances (the
+    attribute named by ``DISTANCES``), for every result type of the package: the evaluation's,
+    the benchmark's and the comparison's compute them here, and only here."""
+
+    DISTANCES = "distances"
+    success: np.ndarray
+
+    @property
+    def distances_with_failures(self) -> np.ndarray:
+        """Per-sample distances, +inf where no adversarial was found."""
+        return distances_with_failures(getattr(self, self.DISTANCES), self.success)
+
+    @property
+    def asr(self) -> float:
+        """Share of samples with an adversarial (already misclassified ones included)."""
+        return success_rate(self.success)
+
+    @property
+    def median(self) -> float:
+        """Median distance over all samples, failures as +inf."""
+        return median_distance(getattr(self, self.DISTANCES), self.success)
+
+    def robust_accuracy(self, epsilons: Any) -> np.ndarray:
+        """Share of samples with no adversarial within each epsilon."""
+        return robust_accuracy(self.distances_with_failures, epsilons)
+
+
 def success_rate(success: Any) -> float:
     """Share of samples for which an adversarial was found."""
     success = np.asarray(success, dtype=bool)

@@ -39,7 +39,7 @@ TIMINGS = ("auto", "steps", "around")
 
 
 @dataclass
-class AttackResult:
+class AttackResult(metrics.PerSampleMetrics):
     """What one attack did at one step budget, per sample and in total.
 
     ``distances`` are those of the returned points (in the model's input units for L1/L2) in the
@@ -79,24 +79,12 @@ class AttackResult:
     def key(self) -> str:
         return f"{self.name}@{self.steps}"
 
-    @property
-    def asr(self) -> float:
-        return metrics.success_rate(self.success)
-
-    @property
-    def median(self) -> float:
-        return metrics.median_distance(self.distances, self.success)
-
     def median_in(self, distance: str) -> float:
         """Median in another distance (``measured``; the own one when it is ``distance``),
         failures as +inf; NaN when not measured."""
         if distance in self.measured:
             return metrics.median_distance(self.measured[distance], self.success)
         return self.median if distance == self.distance else math.nan
-
-    @property
-    def distances_with_failures(self) -> np.ndarray:
-        return metrics.distances_with_failures(self.distances, self.success)
 
     @property
     def overhead(self) -> float:

@@ -21,8 +21,10 @@ from .engine import ShardResult
 
 
 @dataclass
-class EvaluationResult:
+class EvaluationResult(metrics.PerSampleMetrics):
     """Per-sample results, in the data's order, and the run's summary."""
+
+    DISTANCES = "distance"
 
     indices: np.ndarray
     labels: np.ndarray
@@ -81,20 +83,6 @@ class EvaluationResult:
     @property
     def clean_accuracy(self) -> float:
         return float((self.clean_prediction == self.labels).mean()) if len(self) else math.nan
-
-    @property
-    def asr(self) -> float:
-        """Share of samples with an adversarial (already misclassified ones included)."""
-        return metrics.success_rate(self.success)
-
-    @property
-    def median(self) -> float:
-        """Median distance over all samples, failures as +inf."""
-        return metrics.median_distance(self.distance, self.success)
-
-    def robust_accuracy(self, epsilons: Union[float, Sequence[float], np.ndarray]) -> np.ndarray:
-        """Share of samples with no adversarial within each epsilon."""
-        return metrics.robust_accuracy(self.distance, epsilons)
 
     # -- files ------------------------------------------------------------------------------
 
