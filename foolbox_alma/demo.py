@@ -77,7 +77,7 @@ def run_demo(
     JAX (:func:`foolbox_alma.counting.counted_model`).
     """
     settings = settings or RunSettings(images=100, progress=True)
-    images = settings.images or 100
+    images = 100 if settings.images is None else settings.images
     if not 1 <= images <= 1000:
         raise ValueError(f"--images must be between 1 and 1000, got {images}")
     spec = parse_model_spec(model, framework=parse_frameworks([framework])[0])
