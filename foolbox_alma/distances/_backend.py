@@ -213,26 +213,41 @@ def _numpy_conv2d(x: np.ndarray, w: np.ndarray, stride: int, ph: int, pw: int) -
     return np.einsum("nihwkl,oikl->nohw", windows, w)
 
 
-def jax_jit(
+def compiled(
     fn: Callable[[ep.Tensor, ep.Tensor], ep.Tensor],
 ) -> Callable[[ep.Tensor, ep.Tensor], ep.Tensor]:
-    """``fn`` for any backend, compiled with ``jax.jit`` when called on JAX tensors.
+    """``fn`` for any backend, compiled with ``jax.jit`` on JAX tensors and ``tf.function`` on
+    eager TensorFlow tensors; other backends call ``fn`` directly.
 
     Eager JAX compiles every primitive separately on first use (about 50 ms each on a small CPU,
-    seconds for a distance's forward and backward passes); one ``jax.jit`` compilation of the whole
-    function is several times faster, and inside an outer trace (``jax.jit``, ``jax.grad``) it is
-    simply inlined. Other backends call ``fn`` directly.
+    seconds for a distance's forward and backward passes), and eager TensorFlow dispatches each of
+    the dozens of small operations of a perceptual distance on its own (the learning-rate finder
+    of ALMA's first step evaluates the distance tens of times, eagerly): one compilation of the
+    whole function is several times faster. Inside an outer trace (``jax.jit``, ``jax.grad``,
+    ``tf.function``) the function is simply inlined.
     """
-    compiled: Any = None
+    jitted: Any = None
+    traced: Any = None
 
     def call(a: ep.Tensor, b: ep.Tensor) -> ep.Tensor:
-        nonlocal compiled
-        if not isinstance(a, ep.JAXTensor):
-            return fn(a, b)
-        if compiled is None:
-            import jax
+        nonlocal jitted, traced
+        if isinstance(a, ep.JAXTensor):
+            if jitted is None:
+                import jax
 
-            compiled = jax.jit(lambda x, y: fn(ep.astensor(x), ep.astensor(y)).raw)
-        return ep.astensor(compiled(a.raw, b.raw))
+                jitted = jax.jit(lambda x, y: fn(ep.astensor(x), ep.astensor(y)).raw)
+            return ep.astensor(jitted(a.raw, b.raw))
+        if isinstance(a, ep.TensorFlowTensor):
+            import tensorflow as tf
+
+            if tf.executing_eagerly():
+                if traced is None:
+                    traced = tf.function(
+                        lambda x, y: fn(ep.astensor(x), ep.astensor(y)).raw,
+                        autograph=False,
+                        reduce_retracing=True,
+                    )
+                return ep.astensor(traced(a.raw, b.raw))
+        return fn(a, b)
 
     return call

@@ -223,7 +223,7 @@ class ImageDistance(AttackDistance):
 
     def _measure_function(self, bounds: BoundsLike, axis: int) -> DistanceFn:
         """The distances for inputs in ``bounds`` with channels along ``axis``: the PyTorch fast
-        path where it applies (``_fast``), else the generic code (compiled on JAX)."""
+        path where it applies (``_fast``), else the generic code (compiled on JAX and TensorFlow)."""
 
         def distances(reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
             lo, hi = bounds
@@ -233,7 +233,7 @@ class ImageDistance(AttackDistance):
             return self.image_distances(reference, perturbed, axis)
 
         # JAX runs it compiled (one compilation instead of one per primitive, see _backend)
-        generic = _backend.jax_jit(distances)
+        generic = _backend.compiled(distances)
         kernel = self.torch_kernel(axis)
         return generic if kernel is None else _fast.WithFastPath(generic, kernel, bounds)
 

@@ -1,0 +1,263 @@
+"""The speed section of the benchmark: what one ALMA attack costs over the model's own passes.
+
+ALMA's step is one forward and one backward pass of the model plus the distance's own value and
+gradient, so on a real network its time should be the network's. For one model, framework and
+batch, this runs, interleaved round by round in one process:
+
+* the floor: ``steps`` plain forward+backward passes (gradient of a cross-entropy loss with
+  respect to the inputs, through the same Foolbox model: ``foolbox_alma.timing.floor_pass``,
+  compiled on TensorFlow and JAX as ALMA's steps are);
+* ALMA (ours) with each distance, ``steps`` steps, one attack object per distance for the whole
+  run: on TensorFlow and JAX its step is traced and compiled once per process, in the first
+  round, and that time is part of the amortised ratio;
+* on PyTorch, where adv-lib is installed, the authors' ALMA with the same distance and settings;
+
+and prints, per distance, the median ratio to the floor over the rounds with its range, the
+amortised ratio (all rounds' time over all rounds' floor), and seconds. ``--memory`` also runs
+the floor and each attack once more in their own child processes and prints the peak resident
+memory of each above the floor's, in copies of the input batch.
+
+Models: a zoo name (``resnet18-cifar``, ``smallcnn``, ``colour-cnn``, ...) with its held-out
+images, or an ImageNet-size network with random weights on 224 x 224 random images:
+``keras-resnet50`` (``keras.applications.ResNet50``, TensorFlow) or ``torchvision-resnet50``
+(PyTorch; needs torchvision, which does not import beside the CPU build of PyTorch: run it where
+torchvision is installed, e.g. the ``oracles`` env).
+
+    python scripts/bench_speed.py --framework pytorch --model resnet18-cifar --batch 32 --steps 20
+    python scripts/bench_speed.py --framework tensorflow --model resnet18-cifar --steps 100
+    python scripts/bench_speed.py --framework pytorch --model smallcnn --batch 200 --threads 1
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+import eagerpy as ep
+import numpy as np
+
+DISTANCES = ("l2", "ciede2000", "ssim")
+ADV_LIB_INIT = {"l1": 0.5, "l2": 0.1, "ciede2000": 0.05, "ssim": 1e-4, "lpips": 0.01}
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--framework", default="pytorch", choices=("pytorch", "tensorflow", "jax"))
+    parser.add_argument("--model", default="resnet18-cifar")
+    parser.add_argument("--batch", type=int, default=32, help="images per attack call")
+    parser.add_argument("--steps", type=int, default=20, help="steps per attack run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--distances", default=",".join(DISTANCES))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-adv-lib", action="store_true", help="leave adv_lib's ALMA out")
+    parser.add_argument("--memory", action="store_true", help="also the peak memory, per run")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # floor | ours:<d> | adv_lib:<d>
+    return parser.parse_args()
+
+
+def limit_threads(framework: str, threads: int) -> None:
+    """Before the framework starts (TensorFlow and JAX fix their pools at start-up)."""
+    from foolbox_alma._runtime import limit_threads_before_import
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    limit_threads_before_import(framework, threads)
+    if framework == "pytorch":
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def model_and_data(framework: str, name: str, batch: int) -> Tuple[Any, Any, Any, Any]:
+    """The Foolbox model, the PyTorch module (adv_lib's attacks call it; None elsewhere), and a
+    batch of inputs with the model's own predictions as labels (every image is attacked)."""
+    from foolbox_alma import zoo
+    from foolbox_alma._runtime import to_native
+    from foolbox_alma.counting import torch_module_of
+
+    if name == "keras-resnet50":
+        import keras
+
+        from foolbox_alma._runtime import TensorFlowModel
+
+        network = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
+        fmodel = TensorFlowModel(network, bounds=(0, 1), data_format="channels_last")
+        x = np.random.default_rng(0).uniform(size=(batch, 224, 224, 3)).astype(np.float32)
+    elif name == "torchvision-resnet50":
+        import foolbox as fb
+        import torch
+        import torchvision
+
+        torch.manual_seed(0)
+        fmodel = fb.PyTorchModel(torchvision.models.resnet50(weights=None).eval(), bounds=(0, 1))
+        x = np.random.default_rng(0).uniform(size=(batch, 3, 224, 224)).astype(np.float32)
+    else:
+        fmodel = zoo.foolbox_model(framework, name)
+        x = ep.astensor(zoo.heldout_for(framework, n=batch, model=name)[0]).numpy()
+    native = to_native(fmodel, x)
+    labels = ep.astensor(fmodel(native)).argmax(axis=-1).numpy()
+    module = torch_module_of(fmodel)
+    if module is not None:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)  # as the bench and adv_lib's benchmarks do
+    return fmodel, module, native, to_native(fmodel, labels)
+
+
+def runners(
+    fmodel: Any, module: Any, x: Any, y: Any, distances: List[str], steps: int, adv_lib: bool
+) -> Dict[str, Callable[[], None]]:
+    """The timed functions: the floor, and each attack (one object per attack for the run)."""
+    import foolbox as fb
+
+    from foolbox_alma import ALMA
+    from foolbox_alma.timing import floor_pass
+
+    one_pass = floor_pass(fmodel, x, y)  # compiled and warmed on TF/JAX, like the bench's
+
+    def floor() -> None:
+        for _ in range(steps):
+            one_pass()
+
+    out: Dict[str, Callable[[], None]] = {"floor": floor}
+    criterion = fb.criteria.Misclassification(y)
+    for distance in distances:
+        attack = ALMA(distance=distance, steps=steps)
+        out[f"ours:{distance}"] = _waited(lambda a=attack: a.run(fmodel, x, criterion))
+        if adv_lib and module is not None and distance in ADV_LIB_INIT:
+            from adv_lib.attacks import alma
+
+            options = dict(distance=distance, num_steps=steps, α=attack.alpha,
+                           init_lr_distance=ADV_LIB_INIT[distance])  # fmt: skip
+            out[f"adv_lib:{distance}"] = _waited(lambda o=options: alma(module, x, y, **o))
+    return out
+
+
+def _waited(run: Callable[[], Any]) -> Callable[[], None]:
+    def call() -> None:
+        ep.astensor(run()).numpy()  # waits for the result on every backend
+
+    return call
+
+
+def time_rounds(functions: Dict[str, Callable[[], None]], rounds: int) -> Dict[str, List[float]]:
+    """Seconds of each function in each round; the order alternates round by round, so that a
+    busy machine's slow spells hit them alike."""
+    seconds: Dict[str, List[float]] = {name: [] for name in functions}
+    names = list(functions)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            functions[name]()
+            seconds[name].append(time.perf_counter() - start)
+            print(f"  round {r + 1} {name}: {seconds[name][-1]:.2f} s", file=sys.stderr)
+    return seconds
+
+
+def ratios(seconds: Dict[str, List[float]]) -> Dict[str, Dict[str, float]]:
+    floor = seconds["floor"]
+    out = {}
+    for name, values in seconds.items():
+        per_round = [v / f for v, f in zip(values, floor)]
+        out[name] = {
+            "median": statistics.median(per_round),
+            "min": min(per_round),
+            "max": max(per_round),
+            "amortised": sum(values) / sum(floor),
+            "seconds": statistics.median(values),
+            "first": values[0],
+        }
+    return out
+
+
+def peak_memory(args: argparse.Namespace, names: List[str]) -> Dict[str, float]:
+    """Peak resident memory (bytes) of a child process running only ``name``, for each name."""
+    peaks = {}
+    for name in names:
+        command = [sys.executable, __file__, "--framework", args.framework, "--model", args.model,
+                   "--batch", str(args.batch), "--steps", str(args.steps), "--threads",
+                   str(args.threads), "--distances", args.distances, "--child", name]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        peaks[name] = float(done.stdout.strip().splitlines()[-1])
+    return peaks
+
+
+def main() -> int:
+    args = arguments()
+    limit_threads(args.framework, args.threads)
+    distances = [d for d in args.distances.split(",") if d]
+    fmodel, module, x, y = model_and_data(args.framework, args.model, args.batch)
+    adv_lib = not args.no_adv_lib and args.framework == "pytorch" and _importable("adv_lib")
+    functions = runners(fmodel, module, x, y, distances, args.steps, adv_lib)
+    if args.child:
+        functions[args.child]()
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # KiB on Linux
+        return 0
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    table = ratios(time_rounds(functions, args.rounds))
+    batch_bytes = ep.astensor(x).numpy().nbytes
+    peaks = peak_memory(args, list(functions)) if args.memory else {}
+    report(args, table, peaks, batch_bytes, started)
+    if args.json:
+        record = {"args": vars(args), "ratios": table, "peaks": peaks, "started": started,
+                  "batch_bytes": batch_bytes, "machine": _machine()}  # fmt: skip
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    table: Dict[str, Dict[str, float]],
+    peaks: Dict[str, float],
+    batch_bytes: int,
+    started: str,
+) -> None:
+    from foolbox_alma._io import markdown_table
+
+    header = ["run", "ALMA / floor (median [min, max])", "amortised", "seconds (median)"]
+    if peaks:
+        header.append("peak memory over the floor's (input batches)")
+    rows = []
+    for name, r in table.items():
+        row = [name, f"{r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}]",
+               f"{r['amortised']:.3f}", f"{r['seconds']:.2f}"]  # fmt: skip
+        if peaks:
+            row.append(f"{(peaks[name] - peaks['floor']) / batch_bytes:+.1f}")
+        rows.append(row)
+    print(
+        f"{args.model} ({args.framework}), batch {args.batch}, {args.steps} steps, "
+        f"{args.rounds} rounds, {args.threads} thread(s); {started}; {_machine()['cpu']}; "
+        f"load average {_load()}"
+    )
+    print(markdown_table(header, rows))
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _machine() -> Dict[str, Any]:
+    from foolbox_alma._runtime import machine_info
+
+    info = machine_info()
+    info["platform"] = platform.platform()
+    return info
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
