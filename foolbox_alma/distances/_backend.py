@@ -242,10 +242,9 @@ def compiled(
 
             if tf.executing_eagerly():
                 if traced is None:
+                    # one trace per input shape: the distances use static shapes
                     traced = tf.function(
-                        lambda x, y: fn(ep.astensor(x), ep.astensor(y)).raw,
-                        autograph=False,
-                        reduce_retracing=True,
+                        lambda x, y: fn(ep.astensor(x), ep.astensor(y)).raw, autograph=False
                     )
                 return ep.astensor(traced(a.raw, b.raw))
         return fn(a, b)
