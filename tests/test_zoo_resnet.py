@@ -34,7 +34,7 @@ LOGIT_RTOL = 1e-5
 MIN_HELDOUT_ACCURACY = 0.9
 PARAMETERS = 11_173_962
 """Learnable parameters of kuangliu/pytorch-cifar's and RobustBench's ResNet18 (10 classes)."""
-SEEDED_SHA256 = "PLACEHOLDER"
+SEEDED_SHA256 = "7e807b0468117a2fcd1c7175965d202f90640159760f9963980ca425b907d413"
 """``weights_sha256(resnet.seeded_kernels(0))``, recorded when the archive was made."""
 LAYOUTS = [
     ("pytorch", None),
