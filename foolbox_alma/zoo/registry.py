@@ -1,11 +1,12 @@
 """Every zoo model by name: the family that builds it, its weights, its held-out data.
 
 The zoo has two families of networks, each in its own module: the SmallCNNs (:mod:`.smallcnn`,
-one trained archive per model) and the CIFAR ResNet-18 (:mod:`.resnet`, weights from
-:mod:`.resnet_weights`). The functions here take a zoo name and hand it to its family, so that
-callers (``foolbox_model``, ``heldout_for``, the evaluation engine's model specs, ``compare``,
-``bench``) work with any name of :data:`ARCHITECTURES`. Importing this module imports no
-framework.
+one trained archive per model) and the CIFAR ResNet-18 (:mod:`.resnet`, seeded kernels and a
+small archive of trained parts). The functions here take a zoo name and hand it to its family, so
+that callers (``foolbox_model``, ``heldout_for``, the evaluation engine's model specs,
+``compare``, ``bench``) work with any name of :data:`ARCHITECTURES`; a new family adds its names
+to :data:`FAMILY` and a branch to :func:`load_weights` and :func:`foolbox_model`. Importing this
+module imports no framework.
 """
 
 import json
