@@ -3,6 +3,7 @@
     python scripts/make_reference_logits.py                  # every model of zoo.ARCHITECTURES
     python scripts/make_reference_logits.py --models smallcnn-robust
     python scripts/make_reference_logits.py --models colour-cnn colour-cnn-b
+    python scripts/make_reference_logits.py --models resnet18-cifar
 
 Writes ``tests/data/<model>_reference_logits.npz`` per model: ``logits`` float32 (1000, 10),
 ``labels``, ``indices`` (MNIST t10k indices of its held-out set, :func:`foolbox_alma.zoo.load_heldout`)
@@ -10,8 +11,8 @@ and ``weights_sha256``
 (:func:`foolbox_alma.zoo.weights_sha256` of the weights used), so ``tests/test_zoo.py`` can check
 TensorFlow or JAX against PyTorch in an environment without torch, and notice when the weights
 changed but this file was not regenerated. Rerun it (for that model only) whenever
-``scripts/train_smallcnn.py``, ``scripts/train_robust_smallcnn.py`` or ``scripts/train_colour_cnn.py``
-rewrites the shipped weights.
+``scripts/train_smallcnn.py``, ``scripts/train_robust_smallcnn.py``, ``scripts/train_colour_cnn.py``
+or ``scripts/make_resnet18_cifar.py`` rewrites the shipped weights.
 """
 
 import argparse
@@ -31,10 +32,12 @@ def reference_path(model: str, folder: Path = REPO_ROOT / "tests/data") -> Path:
 
 def write_reference(model: str, path: Path) -> None:
     weights = zoo.load_weights(model)
-    net = zoo.smallcnn_torch(weights)
+    build = zoo.resnet18_torch if zoo.registry.family(model) == "resnet" else zoo.smallcnn_torch
+    net = build(weights)
     images, labels = zoo.load_heldout(model)
     with torch.no_grad():
-        logits = net(torch.from_numpy(images)).numpy().astype(np.float32)
+        batches = [net(torch.from_numpy(images[i : i + 200])) for i in range(0, len(images), 200)]
+        logits = torch.cat(batches).numpy().astype(np.float32)
     heldout = zoo.weights_info(model)["heldout_images"]
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,8 @@ MIN_HELDOUT_ACCURACY = {
     "colour-cnn-b": 0.97,
 }
 COLOUR_MODELS = ("colour-cnn", "colour-cnn-b")
+# The SmallCNN family; tests/test_zoo_resnet.py covers resnet18-cifar (fewer images: it costs more).
+SMALLCNNS = tuple(name for name in zoo.ARCHITECTURES if zoo.registry.family(name) == "smallcnn")
 # Each framework in its default layout and, where it has one, the other layout.
 LAYOUTS = [
     ("pytorch", None),
@@ -171,7 +173,7 @@ def test_architecture_read_back_from_parameter_shapes(arch: "zoo.Architecture") 
     )
 
 
-@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
+@pytest.mark.parametrize("name", SMALLCNNS)
 def test_weights_archive_layout_and_meta(name: str) -> None:
     weights = zoo.load_weights(name)
     arch = zoo.architecture(weights)
@@ -250,7 +252,7 @@ def test_reference_logits_belong_to_shipped_weights(name: str) -> None:
 # --- each framework --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
+@pytest.mark.parametrize("name", SMALLCNNS)
 @pytest.mark.parametrize("framework, data_format", LAYOUTS)
 def test_heldout_accuracy(framework: str, data_format: Optional[str], name: str) -> None:
     logits = heldout_logits(framework, data_format, name)
@@ -258,7 +260,7 @@ def test_heldout_accuracy(framework: str, data_format: Optional[str], name: str)
     assert (logits.argmax(axis=1) == labels).mean() >= MIN_HELDOUT_ACCURACY[name]
 
 
-@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
+@pytest.mark.parametrize("name", SMALLCNNS)
 @pytest.mark.parametrize("framework, data_format", LAYOUTS)
 def test_logits_match_pytorch_reference(
     framework: str, data_format: Optional[str], name: str
@@ -269,7 +271,7 @@ def test_logits_match_pytorch_reference(
 
 
 @pytest.mark.crossframework
-@pytest.mark.parametrize("name", zoo.ARCHITECTURES)
+@pytest.mark.parametrize("name", SMALLCNNS)
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
 def test_logits_match_pytorch_live(framework: str, name: str) -> None:
     pytest.importorskip("torch")

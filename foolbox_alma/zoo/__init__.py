@@ -1,4 +1,5 @@
-"""Model zoo: the MNIST SmallCNN of the ALMA paper and colour CNNs, shipped weights, PyTorch/TF/JAX.
+"""Model zoo: the MNIST SmallCNN of the ALMA paper, colour CNNs and a CIFAR-size ResNet-18, each
+built in PyTorch, TensorFlow and JAX from one set of weights.
 
 Example::
 
@@ -16,30 +17,37 @@ ship as ``data/colour-mnist*_heldout.npz``:
     fmodel = zoo.foolbox_model("jax", "colour-cnn")
     images, labels = zoo.heldout_for("jax", n=100, model="colour-cnn")
 
+``resnet18-cifar`` (:mod:`.resnet`) is the standard CIFAR ResNet-18 (11.2M parameters) on the same
+colour-MNIST images, for measuring what an attack costs on a real-size network; its kernels are
+generated from a seed and only the trained parts ship (:func:`.resnet.load_weights`). Each name of
+:data:`ARCHITECTURES` works with every function here (:mod:`.registry` hands it to its family).
+
 Importing this package imports no deep-learning framework; each builder imports its own.
 """
 
+from ._common import DEFAULT_DATA_FORMAT, weights_sha256
 from .colour_mnist import colour_mnist
-from .smallcnn import (
+from .registry import (
     ARCHITECTURES,
-    DEFAULT_DATA_FORMAT,
     HELDOUT_DATA,
+    foolbox_model,
+    heldout_for,
+    load_heldout,
+    load_weights,
+    weights_info,
+)
+from .resnet import resnet18_apply, resnet18_jax, resnet18_tensorflow, resnet18_torch
+from .smallcnn import (
     PARAMETER_SHAPES,
     Architecture,
     architecture,
-    foolbox_model,
-    heldout_for,
     jax_params,
-    load_heldout,
     load_mnist_heldout,
-    load_weights,
     parameter_shapes,
     smallcnn_apply,
     smallcnn_jax,
     smallcnn_tensorflow,
     smallcnn_torch,
-    weights_info,
-    weights_sha256,
 )
 
 __all__ = [
@@ -56,11 +64,15 @@ __all__ = [
     "load_heldout",
     "load_mnist_heldout",
     "load_weights",
+    "parameter_shapes",
+    "resnet18_apply",
+    "resnet18_jax",
+    "resnet18_tensorflow",
+    "resnet18_torch",
     "smallcnn_apply",
     "smallcnn_jax",
     "smallcnn_tensorflow",
     "smallcnn_torch",
-    "parameter_shapes",
     "weights_info",
     "weights_sha256",
 ]

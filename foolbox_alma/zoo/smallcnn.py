@@ -24,8 +24,6 @@ Framework imports happen inside the functions that need them: importing this mod
 """
 
 import functools
-import hashlib
-import importlib.resources
 import json
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
@@ -33,7 +31,12 @@ from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Un
 import foolbox as fb
 import numpy as np
 
-from .._runtime import FRAMEWORK_ALIASES, TensorFlowModel
+from .._runtime import TensorFlowModel
+from ._common import HELDOUT_SIZE, Weights
+from ._common import canonical_framework as _framework
+from ._common import checked_data_format as _data_format
+from ._common import data_file as _data_file
+from ._common import read_npz as _read_npz
 
 ARCHITECTURES = ("smallcnn", "smallcnn-robust", "colour-cnn", "colour-cnn-b")
 """Names accepted by :func:`load_weights` (each is ``data/<name>.npz``): the regularly trained
@@ -91,29 +94,11 @@ def parameter_shapes(arch: Architecture = Architecture()) -> Dict[str, Tuple[int
 PARAMETER_SHAPES = parameter_shapes()
 """The MNIST SmallCNN's archive keys and shapes (1x28x28 inputs)."""
 
-HELDOUT_SIZE = 1000
-DATA_FORMATS = ("channels_first", "channels_last")
-DEFAULT_DATA_FORMAT = {
-    "pytorch": "channels_first",
-    "tensorflow": "channels_last",
-    "jax": "channels_first",
-}
 _CONVS = ("conv1", "conv2", "conv3", "conv4")
 _FCS = ("fc1", "fc2", "fc3")
 
-Weights = Mapping[str, np.ndarray]
-
 
 # --- data -----------------------------------------------------------------------------------------
-
-
-def _data_file(filename: str) -> Any:
-    return importlib.resources.files(__package__).joinpath("data", filename)
-
-
-def _read_npz(source: Any) -> Dict[str, np.ndarray]:
-    with source.open("rb") as f, np.load(f, allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
 
 
 def load_mnist_heldout(n: Optional[int] = None, offset: int = 0) -> Tuple[np.ndarray, np.ndarray]:
@@ -198,15 +183,6 @@ def weights_info(name: str = "smallcnn", *, path: Union[str, Path, None] = None)
     return {} if meta is None else json.loads(str(meta))
 
 
-def weights_sha256(weights: Weights) -> str:
-    """Digest of the parameter values (not of the file): ties derived data to the weights."""
-    digest = hashlib.sha256()
-    for key in sorted(weights):
-        digest.update(key.encode())
-        digest.update(np.ascontiguousarray(weights[key], dtype="<f4").tobytes())
-    return digest.hexdigest()
-
-
 def architecture(weights: Weights) -> Architecture:
     """The SmallCNN variant that ``weights`` (archive names and layouts) imply.
 
@@ -244,25 +220,6 @@ def _checked(weights: Weights, label: str = "weights") -> Dict[str, np.ndarray]:
 
 def _weights_or_default(weights: Optional[Weights]) -> Dict[str, np.ndarray]:
     return load_weights("smallcnn") if weights is None else _checked(weights)
-
-
-def _framework(framework: str) -> str:
-    try:
-        return FRAMEWORK_ALIASES[framework.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORK_ALIASES)}"
-        ) from None
-
-
-def _data_format(framework: str, data_format: Optional[str]) -> str:
-    if data_format is None:
-        return DEFAULT_DATA_FORMAT[framework]
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
-    if framework == "pytorch" and data_format != "channels_first":
-        raise ValueError("the PyTorch SmallCNN takes channels_first (N, C, H, W) inputs only")
-    return data_format
 
 
 # --- PyTorch --------------------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""What every zoo family shares: the shipped data files, framework names and layouts, the weight
+digest (the Foolbox wrapper of Keras models is :class:`foolbox_alma._runtime.TensorFlowModel`).
+Importing this module imports no framework."""
+
+import hashlib
+import importlib.resources
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from .._runtime import FRAMEWORK_ALIASES
+
+HELDOUT_SIZE = 1000
+DATA_FORMATS = ("channels_first", "channels_last")
+DEFAULT_DATA_FORMAT = {
+    "pytorch": "channels_first",
+    "tensorflow": "channels_last",
+    "jax": "channels_first",
+}
+
+Weights = Mapping[str, np.ndarray]
+
+
+def data_file(filename: str) -> Any:
+    """A file of ``foolbox_alma/zoo/data`` (a ``Traversable``: works from a wheel or a zip too)."""
+    return importlib.resources.files(__package__).joinpath("data", filename)
+
+
+def read_npz(source: Any) -> Dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive (a path or a ``Traversable``), read eagerly."""
+    with source.open("rb") as f, np.load(f, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def weights_sha256(weights: Weights) -> str:
+    """Digest of the parameter values (not of the file): ties derived data to the weights."""
+    digest = hashlib.sha256()
+    for key in sorted(weights):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(weights[key], dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def canonical_framework(framework: str) -> str:
+    """``"pytorch"``, ``"tensorflow"`` or ``"jax"`` for any alias (``"torch"``, ``"tf"``)."""
+    try:
+        return FRAMEWORK_ALIASES[framework.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown framework {framework!r}; use one of {', '.join(FRAMEWORK_ALIASES)}"
+        ) from None
+
+
+def checked_data_format(framework: str, data_format: Optional[str]) -> str:
+    """``data_format``, or the framework's default when None; PyTorch models are NCHW only."""
+    if data_format is None:
+        return DEFAULT_DATA_FORMAT[framework]
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
+    if framework == "pytorch" and data_format != "channels_first":
+        raise ValueError("the PyTorch zoo models take channels_first (N, C, H, W) inputs only")
+    return data_format
