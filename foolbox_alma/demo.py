@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         choices=zoo.ARCHITECTURES,
         default="smallcnn",
-        help="zoo model: the regular MNIST SmallCNN, the L2-robust (DDN-trained) one, or a "
-        "colour CNN (3x32x32 colour MNIST)",
+        help="zoo model (default smallcnn): the regular MNIST SmallCNN, the L2-robust "
+        "(DDN-trained) one, a colour CNN or the CIFAR ResNet-18 (3x32x32 colour MNIST)",
     )
     parser.add_argument(
         "--images", type=int, default=100, help="held-out images (default 100, max 1000)"

@@ -11,7 +11,7 @@ the model's weights changed never reuses the old results. Ctrl-C keeps every fin
 --ray spreads the shards over a local Ray instance or, with an address (or RAY_ADDRESS), over a
 cluster.
 
-Models (--model): a zoo name (smallcnn, smallcnn-robust, colour-cnn, ...), path/to/file.py:function
+Models (--model): a zoo name (smallcnn, colour-cnn, resnet18-cifar, ...), path/to/file.py:function
 or package.module:function (a function of no arguments returning a Foolbox model of any framework,
 or a bare torch.nn.Module or Keras model, wrapped with --bounds and --preprocessing), a TorchScript
 .pt/.pth file, a Keras .keras/.h5 file or a TensorFlow SavedModel folder (the files with --bounds).

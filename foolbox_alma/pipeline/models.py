@@ -3,7 +3,7 @@
 Accepted forms (:func:`parse_model_spec`):
 
 * a zoo name (:data:`foolbox_alma.zoo.ARCHITECTURES`, read when the spec is parsed: ``smallcnn``,
-  ``smallcnn-robust``, ...), built in ``framework`` (PyTorch by default);
+  ``colour-cnn``, ``resnet18-cifar``, ...), built in ``framework`` (PyTorch by default);
 * ``path/to/file.py:function`` (relative to the working directory, or absolute) or
   ``package.module:function``: a function of no arguments returning a Foolbox model of any
   framework (``fb.PyTorchModel``, ``fb.TensorFlowModel``, ``fb.JAXModel`` or any ``fb.Model``),
