@@ -57,6 +57,14 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-adv-lib", action="store_true", help="leave adv_lib's ALMA out")
     parser.add_argument("--memory", action="store_true", help="also the peak memory, per run")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall-clock time (what a user waits) or this process's CPU time, all its threads "
+        "(steadier on a machine shared with other jobs; run with OMP_WAIT_POLICY=PASSIVE so "
+        "that idle threads do not spin)",
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # floor | ours:<d> | adv_lib:<d>
     return parser.parse_args()
@@ -145,16 +153,18 @@ def _waited(run: Callable[[], Any]) -> Callable[[], None]:
     return call
 
 
-def time_rounds(functions: Dict[str, Callable[[], None]], rounds: int) -> Dict[str, List[float]]:
+def time_rounds(
+    functions: Dict[str, Callable[[], None]], rounds: int, clock: Callable[[], float]
+) -> Dict[str, List[float]]:
     """Seconds of each function in each round; the order alternates round by round, so that a
     busy machine's slow spells hit them alike."""
     seconds: Dict[str, List[float]] = {name: [] for name in functions}
     names = list(functions)
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            start = clock()
             functions[name]()
-            seconds[name].append(time.perf_counter() - start)
+            seconds[name].append(clock() - start)
             print(f"  round {r + 1} {name}: {seconds[name][-1]:.2f} s", file=sys.stderr)
     return seconds
 
@@ -199,7 +209,8 @@ def main() -> int:
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # KiB on Linux
         return 0
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    table = ratios(time_rounds(functions, args.rounds))
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    table = ratios(time_rounds(functions, args.rounds, clock))
     batch_bytes = ep.astensor(x).numpy().nbytes
     peaks = peak_memory(args, list(functions)) if args.memory else {}
     report(args, table, peaks, batch_bytes, started)
@@ -232,7 +243,8 @@ def report(
         rows.append(row)
     print(
         f"{args.model} ({args.framework}), batch {args.batch}, {args.steps} steps, "
-        f"{args.rounds} rounds, {args.threads} thread(s); {started}; {_machine()['cpu']}; "
+        f"{args.rounds} rounds, {args.threads} thread(s), {args.clock} time; {started}; "
+        f"{_machine()['cpu']}; "
         f"load average {_load()}"
     )
     print(markdown_table(header, rows))
