@@ -33,7 +33,7 @@ from foolbox.devutils import atleast_kd, flatten
 
 from ._runtime import FRAMEWORKS
 from .alma import ALMA, default_alpha
-from .distances import default_alexnet_path, get_distance
+from .distances import FirstStep, default_alexnet_path, get_distance
 from .distances.ciede2000 import PAPER_INIT_LR_DISTANCE
 from .timing import floor_pass
 
@@ -356,7 +356,7 @@ def register(spec: AttackSpec) -> AttackSpec:
 def register_alma_distance(
     distance: str,
     progress: bool = False,
-    init_lr_distance: Optional[float] = None,
+    init_lr_distance: Optional[FirstStep] = None,
     name: Optional[str] = None,
     label: str = "ALMA",
 ) -> AttackSpec:
@@ -371,7 +371,7 @@ def register_alma_distance(
 def alma_spec(
     distance: str,
     progress: bool = False,
-    init_lr_distance: Optional[float] = None,
+    init_lr_distance: Optional[FirstStep] = None,
     name: Optional[str] = None,
     label: str = "ALMA",
 ) -> AttackSpec:

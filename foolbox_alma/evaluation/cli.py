@@ -18,7 +18,7 @@ Data (``--data``): ``mnist-heldout``, an ``.npz`` file with arrays ``x`` and ``y
 
 import argparse
 import os
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 from .._runtime import FRAMEWORK_ALIASES, limit_threads_before_import
 from ..pipeline.result import format_table
@@ -35,6 +35,16 @@ def _floats(text: str) -> List[float]:
     if any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"epsilons must be non-negative, got {text!r}")
     return values
+
+
+def _first_step(text: str) -> Union[float, str]:
+    """``auto`` or a number: ALMA's ``init_lr_distance``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
 
 
 def _bounds(text: str) -> Tuple[float, float]:
@@ -67,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1000, help="attack steps (default 1000)")
     parser.add_argument("--alpha", type=float, help="ALMA's EMA weight (default: ALMA's)")
     parser.add_argument(
-        "--init-lr-distance", type=float, help="ALMA's first-step distance (default: ALMA's)"
+        "--init-lr-distance",
+        type=_first_step,
+        help="ALMA's first-step distance, or auto (default: the distance's)",
     )
     parser.add_argument("--targeted", action="store_true", help="attack towards the targets")
     parser.add_argument(
