@@ -207,11 +207,13 @@ class ALMA(MinimizationAttack):
             starts at the step where the sample first becomes adversarial.
         init_lr_distance: Distance that the first step should move each input (epsilon in the
             paper); the initial learning rate is found per sample by doubling then 20 bisection
-            steps. ``"auto"``: the first step moves each input the L2 distance of the paper's L2
-            setting (``distance.auto_first_step``, 0.1 for inputs in [0, 1]) whatever the
-            distance, so that it needs no value in the distance's own units. None takes the
-            distance's default (L1 0.5, L2 0.1, CIEDE2000 1.0, ``"auto"`` for SSIM, MS-SSIM,
-            LPIPS and for distances of one's own); 0 switches the finder off and uses
+            steps. ``"auto"``: the first step moves each input the L2 distance
+            ``distance.auto_first_step`` (the paper's L2 setting 0.1, for inputs in [0, 1];
+            LPIPS 0.01) whatever the distance, and the Lagrangian measures the distance in that
+            step's units (``(D / unit) ** (1 / degree)``, per sample, read from D at the step and
+            at twice the step), so that nothing depends on the distance's units or power. None
+            takes the distance's default (L1 0.5, L2 0.1, CIEDE2000 1.0, ``"auto"`` for SSIM,
+            MS-SSIM, LPIPS and for distances of one's own); 0 switches the finder off and uses
             ``lr_init``.
         mu_init: Initial penalty multiplier mu.
         rho_init: Initial penalty parameter rho.
@@ -308,7 +310,7 @@ class ALMA(MinimizationAttack):
         s = self.settings
         return (
             f"{type(self).__name__}(distance={s.distance.name!r}, steps={s.steps}, "
-            f"penalty={s.penalty.name!r}, init_lr_distance={s.init_lr_distance})"
+            f"penalty={s.penalty.name!r}, init_lr_distance={s.init_lr_distance!r})"
         )
 
     # Foolbox marks __call__ final; ALMA overrides it to check the inputs before Foolbox's bare

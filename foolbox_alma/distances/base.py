@@ -26,7 +26,8 @@ FirstStep = Union[float, str]
 """An ``init_lr_distance``: a distance in the distance's own units, or :data:`AUTO`."""
 
 AUTO = "auto"
-"""``init_lr_distance="auto"``: the first step is sized in L2 (``auto_first_step``), not in D."""
+"""``init_lr_distance="auto"``: the first step is sized in L2 (``auto_first_step``), not in D, and
+ALMA's Lagrangian measures D in that step's units (see :class:`foolbox_alma.ALMA`)."""
 
 PAPER_L2_FIRST_STEP = 0.1
 """The paper's ``init_lr_distance`` for L2 (inputs in [0, 1]): the size of the automatic first step."""
@@ -41,11 +42,11 @@ class AttackDistance(fb.distances.Distance, ABC):
             own units (inputs in [0, 1]; the paper's L1 0.5 and L2 0.1), or ``"auto"`` (the
             default of the base class, so that a distance of one's own needs no tuned value).
         auto_first_step: The L2 size (inputs in [0, 1]) of ALMA's first step under
-            ``init_lr_distance="auto"``: the paper's L2 setting, 0.1. ALMA's steps are taken in
-            input space (RMSProp makes each coordinate move about the learning rate whatever the
-            distance's gradient), so a step size in L2 carries across distances and their
-            scales, where a value in the distance's units would have to be tuned per distance,
-            per network weights (LPIPS) and per image size.
+            ``init_lr_distance="auto"``: the paper's L2 setting, 0.1 (LPIPS: 0.01). ALMA's steps
+            are taken in input space (RMSProp makes each coordinate move about the learning rate
+            whatever the distance's gradient), so a step size in L2 carries across the
+            distance's units and scales (network weights for LPIPS, standard or adv_lib's scale
+            for CIEDE2000), where a value in the distance's units has to be tuned for each.
         homogeneous: True when ``D(x + c p, x) = |c| D(x + p, x)`` and the distance is measured in the
             model's input units (the Lp norms): step-size-like quantities then scale with the range of
             the model's bounds. False for distances measured on images mapped to [0, 1].
