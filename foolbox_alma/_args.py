@@ -7,7 +7,7 @@ defaults the code has, for every command that runs ALMA.
 """
 
 import argparse
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from ._runtime import check_bounds
 
@@ -49,6 +49,16 @@ def bounds(text: str) -> Tuple[float, float]:
         raise argparse.ArgumentTypeError(f"{error} (e.g. 0,1 or 0,255), got {text!r}") from None
 
 
+def first_step(text: str) -> Union[float, str]:
+    """``auto`` or a number: ALMA's ``init_lr_distance``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+
+
 def add_alma_options(
     parser: argparse.ArgumentParser, steps: int, distances: Sequence[str] = DISTANCES
 ) -> None:
@@ -58,5 +68,6 @@ def add_alma_options(
         "(default l2)")  # fmt: skip
     add("--steps", type=int, default=steps, help=f"attack steps (default {steps})")
     add("--alpha", type=float, default=None, help=ALPHA_HELP)
-    add("--init-lr-distance", type=float, help="how far ALMA's first step moves each sample "
-        "(default: the distance's)")  # fmt: skip
+    add("--init-lr-distance", type=first_step, help="how far ALMA's first step moves each "
+        "sample, in the distance's units, or auto: the paper's L2 step whatever the distance "
+        "(default: the distance's own)")  # fmt: skip

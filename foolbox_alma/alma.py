@@ -36,7 +36,7 @@ from . import checks
 from ._compile import STEPS, compile_step
 from ._dispatch import framework_name, stop_gradient, value_aux_and_grad
 from .constraints import dlr_plus, targeted_dlr_plus, two_class_gap
-from .distances import AttackDistance, get_distance
+from .distances import AUTO, AttackDistance, FirstStep, get_distance, l2_distances
 from .optim import (
     RMSPropState,
     batch_view,
@@ -75,7 +75,7 @@ class ALMASettings:
     penalty: Penalty
     lr_init: float
     lr_reduction: float
-    init_lr_distance: float
+    init_lr_distance: FirstStep
     mu_init: float
     rho_init: float
     check_steps: int
@@ -115,7 +115,7 @@ class ALMASettings:
         penalty: Union[str, Penalty, PenaltyFn] = "P2",
         lr_init: float = 0.1,
         lr_reduction: float = 0.01,
-        init_lr_distance: Optional[float] = None,
+        init_lr_distance: Optional[FirstStep] = None,
         mu_init: float = 1.0,
         rho_init: float = 1.0,
         check_steps: int = 10,
@@ -146,7 +146,7 @@ class ALMASettings:
             penalty=get_penalty(penalty),
             lr_init=checks.positive("lr_init", lr_init),
             lr_reduction=checks.in_range("lr_reduction", lr_reduction, 0, 1, low_closed=False),
-            init_lr_distance=checks.in_range("init_lr_distance", init_lr_distance, 0, math.inf),
+            init_lr_distance=checks.first_step("init_lr_distance", init_lr_distance),
             mu_init=checks.in_range("mu_init", mu_init, MU_MIN, MU_MAX),
             rho_init=checks.positive("rho_init", rho_init),
             check_steps=checks.integer_at_least("check_steps", check_steps, 1),
@@ -207,8 +207,14 @@ class ALMA(MinimizationAttack):
             starts at the step where the sample first becomes adversarial.
         init_lr_distance: Distance that the first step should move each input (epsilon in the
             paper); the initial learning rate is found per sample by doubling then 20 bisection
-            steps. None takes the paper's value for the distance (L1 0.5, L2 0.1, ...);
-            0 switches the finder off and uses ``lr_init``.
+            steps. ``"auto"``: the first step moves each input the L2 distance
+            ``distance.auto_first_step`` (the paper's L2 setting 0.1, for inputs in [0, 1];
+            LPIPS 0.01) whatever the distance, and the Lagrangian measures the distance in that
+            step's units (``(D / unit) ** (1 / degree)``, per sample, read from D at the step and
+            at twice the step), so that nothing depends on the distance's units or power. None
+            takes the distance's default (L1 0.5, L2 0.1, CIEDE2000 1.0, ``"auto"`` for SSIM,
+            MS-SSIM, LPIPS and for distances of one's own); 0 switches the finder off and uses
+            ``lr_init``.
         mu_init: Initial penalty multiplier mu.
         rho_init: Initial penalty parameter rho.
         check_steps: Number of steps M between two checks of the constraint's progress.
@@ -245,7 +251,7 @@ class ALMA(MinimizationAttack):
         penalty: Union[str, Penalty, PenaltyFn] = "P2",
         lr_init: float = 0.1,
         lr_reduction: float = 0.01,
-        init_lr_distance: Optional[float] = None,
+        init_lr_distance: Optional[FirstStep] = None,
         mu_init: float = 1.0,
         rho_init: float = 1.0,
         check_steps: int = 10,
@@ -304,7 +310,7 @@ class ALMA(MinimizationAttack):
         s = self.settings
         return (
             f"{type(self).__name__}(distance={s.distance.name!r}, steps={s.steps}, "
-            f"penalty={s.penalty.name!r}, init_lr_distance={s.init_lr_distance})"
+            f"penalty={s.penalty.name!r}, init_lr_distance={s.init_lr_distance!r})"
         )
 
     # Foolbox marks __call__ final; ALMA overrides it to check the inputs before Foolbox's bare
@@ -394,6 +400,8 @@ class ALMA(MinimizationAttack):
             mu=per_sample(s.mu_init),
             prev_dlr=per_sample(0.0),
             logit_scale=per_sample(1.0),
+            distance_unit=per_sample(1.0),
+            distance_exponent=per_sample(1.0),
             lr=per_sample(s.lr_init),
             square_avg=square_avg,
             momentum_buffer=momentum_buffer,
@@ -445,9 +453,15 @@ class ALMA(MinimizationAttack):
             if not first:
                 mu_hat = s.penalty.grad(d, rho, state.mu)
                 mu = ep.clip(s.alpha * state.mu + (1 - s.alpha) * mu_hat, MU_MIN, MU_MAX)
-            # Line 7: the augmented Lagrangian L = D(x~, x) + P(d, rho, mu).
+            # Line 7: the augmented Lagrangian L = D(x~, x) + P(d, rho, mu), D in the units of
+            # the first step under "auto" (a monotone map per sample: the same minimiser).
             penalty = s.penalty(dlr, rho, mu)
-            loss = penalty if first else dist + penalty
+            if first:
+                loss = penalty
+            elif s.init_lr_distance == AUTO:
+                loss = _in_step_units(dist, state) + penalty
+            else:
+                loss = dist + penalty
             return loss.sum(), (d, stop_gradient(dist), rho, mu, prev_dlr, logit_scale)
 
         # Line 8: g = dL/dx~, in the [0, 1] coordinates (module docstring).
@@ -455,15 +469,12 @@ class ALMA(MinimizationAttack):
             lagrangian, state.x_adv
         )
         grad = grad * p.scale
-        lr = state.lr
-        if first and s.init_lr_distance > 0:  # each sample's first step moves it this far
+        lr, unit, exponent = state.lr, state.distance_unit, state.distance_exponent
+        if first and s.init_lr_distance != 0:  # each sample's first step moves it this far
             grad = _replace_vanishing_gradients(grad)
-            lr = find_initial_lr(
-                lambda u: p.distance_fn(x, p.lo + p.scale * u) / p.distance_scale,
-                (x - p.lo) / p.scale,
-                grad,
-                s.init_lr_distance,
-            )
+            lr = _initial_lr(p, s, x, grad)
+            if s.init_lr_distance == AUTO:
+                unit, exponent = _step_units(p, x, grad, lr)
         # Line 17's bookkeeping: the closest adversarial so far, and when each was first found.
         ndim = grad.ndim
         is_adv = dlr < 0
@@ -487,6 +498,8 @@ class ALMA(MinimizationAttack):
             mu=mu,
             prev_dlr=prev_dlr,
             logit_scale=logit_scale,
+            distance_unit=unit,
+            distance_exponent=exponent,
             lr=lr,
             square_avg=square_avg,
             momentum_buffer=momentum_buffer,
@@ -547,6 +560,8 @@ class ALMAState(NamedTuple):
     mu: ep.Tensor  # penalty multiplier
     prev_dlr: ep.Tensor  # constraint value at the last check
     logit_scale: ep.Tensor  # 2-class normaliser (ones otherwise)
+    distance_unit: ep.Tensor  # under "auto", D per L2 length ** degree along the first step
+    distance_exponent: ep.Tensor  # under "auto", 1 / that degree (ones otherwise)
     lr: ep.Tensor  # initial learning rate per sample
     square_avg: ep.Tensor  # RMSProp state
     momentum_buffer: ep.Tensor
@@ -572,6 +587,58 @@ def _select(condition: Any, if_true: ep.Tensor, if_false: ep.Tensor) -> ep.Tenso
     if isinstance(condition, bool):
         return if_true if condition else if_false
     return ep.where(condition, if_true, if_false)
+
+
+def _initial_lr(p: _Problem, s: ALMASettings, x: ep.Tensor, grad: ep.Tensor) -> ep.Tensor:
+    """Each sample's learning rate: its first (plain gradient) step moves it ``init_lr_distance``
+    in the distance D, or, with ``"auto"``, ``D.auto_first_step`` in L2 (in [0, 1] coordinates,
+    as the paper's L2 setting), which measures no D at all: no value in D's units to tune."""
+    u = (x - p.lo) / p.scale
+    if s.init_lr_distance == AUTO:
+        return find_initial_lr(lambda v: l2_distances(u, v), u, grad, s.distance.auto_first_step)
+    return find_initial_lr(
+        lambda v: p.distance_fn(x, p.lo + p.scale * v) / p.distance_scale,
+        u,
+        grad,
+        float(s.init_lr_distance),
+    )
+
+
+def _step_units(
+    p: _Problem, x: ep.Tensor, grad: ep.Tensor, lr: ep.Tensor
+) -> Tuple[ep.Tensor, ep.Tensor]:
+    """D's unit and inverse degree along each sample's first step, from two evaluations of D (at
+    the step and at twice the step; no model pass), so that ``(D / unit) ** exponent`` grows like
+    the L2 length along the step and equals it there.
+
+    The degree ``k`` is read from ``D(2 s) / D(s) = 2^k`` (1 for norms and CIEDE2000, 2 for SSIM
+    and LPIPS near the input); the unit is ``D(s) / |s|^k``. Where D does not grow along the step
+    (zero, flat or not finite) the sample keeps D as it is (unit 1, exponent 1)."""
+    u = (x - p.lo) / p.scale
+    sizes, values = [], []
+    for factor in (1.0, 2.0):
+        v = ep.clip(u - factor * batch_view(lr, grad.ndim) * grad, 0, 1)
+        sizes.append(l2_distances(u, v))
+        values.append(p.distance_fn(x, p.lo + p.scale * v) / p.distance_scale)
+    valid = ep.logical_and(values[0] > 0, values[1] > values[0])
+    valid = ep.logical_and(valid, sizes[1] > sizes[0])
+    ones = ep.ones_like(lr)
+    # elsewhere 1 and 2 for both: degree 1, unit 1, and no log of 0 anywhere
+    value, value_2, size, size_2 = (
+        ep.where(valid, t, fallback * ones)
+        for t, fallback in zip((*values, *sizes), (1.0, 2.0, 1.0, 2.0))
+    )
+    degree = ep.clip(ep.log(value_2 / value) / ep.log(size_2 / size), 0.25, 4.0)
+    unit = ep.exp(ep.log(value) - degree * ep.log(size))
+    valid = ep.logical_and(valid, ep.logical_not(ep.logical_or(ep.isnan(unit), ep.isinf(unit))))
+    return ep.where(valid, unit, ones), ep.where(valid, 1 / degree, ones)
+
+
+def _in_step_units(dist: ep.Tensor, state: "ALMAState") -> ep.Tensor:
+    """D as an L2-like length per sample, ``(D / unit) ** exponent``: the L2 length of the first
+    step there, growing like L2 along it, whatever D's units and power (:func:`_step_units`)."""
+    ratio = ep.maximum(dist / state.distance_unit, 1e-30)
+    return ep.exp(ep.log(ratio) * state.distance_exponent)
 
 
 def _replace_vanishing_gradients(grad: ep.Tensor) -> ep.Tensor:

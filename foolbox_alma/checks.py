@@ -8,7 +8,7 @@ tensors of another framework) become a Foolbox criterion on the inputs' framewor
 """
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import eagerpy as ep
 import foolbox as fb
@@ -133,6 +133,15 @@ def in_range(
         interval = f"{'[' if low_closed else '('}{low}, {high}{']' if high_closed else ')'}"
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
     return float(value)
+
+
+def first_step(name: str, value: Any) -> Union[float, str]:
+    """``"auto"``, or a number in [0, inf] (``init_lr_distance``)."""
+    if isinstance(value, str):
+        if value == "auto":
+            return value
+        raise ValueError(f"{name} must be 'auto' or a number in [0, inf], got {value!r}")
+    return in_range(name, value, 0, math.inf)
 
 
 def integer_at_least(name: str, value: Any, minimum: int) -> int:

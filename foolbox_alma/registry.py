@@ -33,7 +33,7 @@ from foolbox.devutils import atleast_kd, flatten
 
 from ._runtime import FRAMEWORKS
 from .alma import ALMA, default_alpha
-from .distances import default_alexnet_path, get_distance
+from .distances import FirstStep, default_alexnet_path, get_distance
 from .distances.ciede2000 import PAPER_INIT_LR_DISTANCE
 from .timing import floor_pass
 
@@ -366,7 +366,7 @@ def register_alma_distance(distance: str, **options: Any) -> AttackSpec:
 def alma_spec(
     distance: str,
     progress: bool = False,
-    init_lr_distance: Optional[float] = None,
+    init_lr_distance: Optional[FirstStep] = None,
     name: Optional[str] = None,
     label: str = "ALMA",
 ) -> AttackSpec:

@@ -11,9 +11,10 @@ this script writes *random* AlexNet weights (seeded, torchvision's shapes and in
 bounds) as torchvision's cached checkpoint in ``--torch-home`` and points ``TORCH_HOME`` there,
 so that our LPIPS and adv_lib's (which loads ``torchvision.models.alexnet(pretrained=True)``)
 use the same backbone. Its LPIPS figures compare the attacks on one random-feature distance,
-not on the perceptual metric of the paper. With these weights the LPIPS of minimal adversarials
-is far below the paper's first step (0.01), so one more row runs our ALMA LPIPS with a first
-step near it (``--lpips-small-step``). With real weights in ``~/.cache/torch``, pass
+not on the perceptual metric of the paper. Our ALMA LPIPS runs at its default, the automatic
+first step (``init_lr_distance="auto"``); one more row runs it with an explicit first step in
+LPIPS's units near the LPIPS of minimal adversarials under these weights (``--lpips-small-step``,
+1e-5; the paper's 0.01 is 1000 times larger). With real weights in ``~/.cache/torch``, pass
 ``--torch-home ''`` to use them.
 
 MS-SSIM needs images of at least 161 x 161 pixels (five scales): the colour model's 32 x 32

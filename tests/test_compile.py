@@ -19,9 +19,10 @@ def problem(fw, n=16, d=30, k=10, seed=0, dtype=np.float32):
     return fw.linear_model(w, b), x, y
 
 
-@pytest.mark.parametrize("distance", ["l2", "l1"])
+@pytest.mark.parametrize("distance, init_lr_distance", [("l2", None), ("l1", None), ("l1", "auto")])
 @pytest.mark.parametrize("targeted", [False, True])
-def test_compiled_and_eager_agree(fw, distance, targeted):
+def test_compiled_and_eager_agree(fw, distance, init_lr_distance, targeted):
+    """With ``"auto"`` the compiled step also carries the distance's unit and exponent."""
     if fw.name == "pytorch":
         pytest.skip("PyTorch always runs eagerly")
     import foolbox as fb
@@ -32,7 +33,9 @@ def test_compiled_and_eager_agree(fw, distance, targeted):
         criterion = fb.criteria.TargetedMisclassification(fw.tensor(labels)) if targeted else None
         results = []
         for compile in (True, False):
-            attack = ALMA(distance=distance, steps=40, compile=compile, levels=None)
+            attack = ALMA(
+                distance=distance, steps=40, compile=compile, init_lr_distance=init_lr_distance
+            )
             crit = criterion if targeted else fw.tensor(labels)
             results.append(fw.numpy(attack.run(model, fw.tensor(x), crit)))
             assert attack.trace_count == (1 if compile else 0)

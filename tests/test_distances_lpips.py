@@ -193,7 +193,7 @@ def test_weights_files(tmp_path, weights, monkeypatch):
     with pytest.raises(FileNotFoundError, match="IMAGENET1K_V1"):
         lazy(x, y)
     named = get_distance("lpips")
-    assert named.init_lr_distance == 0.01 and not named.homogeneous and named.name == "lpips"
+    assert named.init_lr_distance == "auto" and not named.homogeneous and named.name == "lpips"
 
 
 def test_pth_and_converter(tmp_path, weights, monkeypatch):

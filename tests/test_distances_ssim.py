@@ -114,7 +114,7 @@ def test_errors(fw):
 
 def test_registry_and_paper_settings():
     assert get_distance("ssim") is ssim
-    assert ssim.init_lr_distance == 1e-3 and not ssim.homogeneous  # calibrated, BENCHMARKS.md
+    assert ssim.init_lr_distance == "auto" and not ssim.homogeneous  # README, "Defaults"
 
 
 @pytest.mark.oracle

@@ -213,3 +213,20 @@ def test_interrupted_driver_resumes_only_the_rest(tmp_path):
     assert (killed / "samples.csv").read_text() == (tmp_path / "whole" / "samples.csv").read_text()
     assert math.isfinite(whole.summary["seconds"]["wall"])
     assert os.path.exists(killed / "report.md")
+
+
+def test_cli_takes_auto_or_a_number_as_first_step(capsys):
+    """``--init-lr-distance`` accepts ALMA's ``auto`` as well as numbers, and names both on a
+    typo. Catches a parser that only reads floats (``auto`` rejected)."""
+    from foolbox_alma.cli import build_parser
+
+    def parsed(value):
+        args = ["evaluate", "--model", "smallcnn", "--data", "mnist-heldout"]
+        args += ["--init-lr-distance", value]
+        return build_parser().parse_args(args).init_lr_distance
+
+    assert parsed("auto") == "auto"
+    assert parsed("0.5") == 0.5
+    with pytest.raises(SystemExit):
+        parsed("fast")
+    assert "expected 'auto' or a number" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """ALMA's perceptual defaults on colour images: every perceptual distance succeeds at its defaults
-on the colour zoo model, on every backend, and the calibrated CIEDE2000 step size finds closer
-adversarials, on the standard CIEDE2000 ruler, than the paper's setting on adv_lib's scale.
+on the colour zoo model, on every backend, the calibrated CIEDE2000 step size finds closer
+adversarials, on the standard CIEDE2000 ruler, than the paper's setting on adv_lib's scale, and
+ALMA minimising LPIPS at its defaults beats ALMA-L2 in LPIPS.
 
 Oracles: the model's own predictions of the returned points (success), and the standard
 CIEDE2000 (checked against colour-science in test_distances_ciede2000.py) as the common ruler."""

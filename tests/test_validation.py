@@ -27,6 +27,7 @@ def problem(fw, n=4, d=6, k=5, dtype=np.float32):
         ({"lr_reduction": 0}, r"lr_reduction must lie in \(0, 1\]"),
         ({"lr_reduction": 1.5}, r"lr_reduction must lie in \(0, 1\]"),
         ({"init_lr_distance": -0.1}, r"init_lr_distance must lie in \[0, inf\]"),
+        ({"init_lr_distance": "fast"}, "init_lr_distance must be 'auto' or a number in"),
         ({"mu_init": 0}, r"mu_init must lie in \[1e-06, 1000000000000.0\]"),
         ({"rho_init": float("nan")}, "rho_init must be a finite number > 0"),
         ({"check_steps": 0}, "check_steps must be an integer >= 1"),

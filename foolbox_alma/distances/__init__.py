@@ -7,7 +7,7 @@ distance, or give it (or its name) to ``ALMA(distance=...)``.
 
 from typing import Dict, Union
 
-from .base import AttackDistance, ImageDistance, bisect_clip, resolve_channel_axis
+from .base import AUTO, AttackDistance, FirstStep, ImageDistance, bisect_clip, resolve_channel_axis
 from .ciede2000 import CIEDE2000, ciede2000, ciede2000_distances, delta_e_00
 from .lp import LpDistance, l1, l1_distances, l2, l2_distances
 from .lpips import LPIPS, convert_alexnet_weights, default_alexnet_path, lpips_distances
@@ -48,8 +48,10 @@ def get_distance(distance: Union[str, AttackDistance]) -> AttackDistance:
 
 
 __all__ = [
+    "AUTO",
     "AttackDistance",
     "CIEDE2000",
+    "FirstStep",
     "ImageDistance",
     "LPIPS",
     "LpDistance",

@@ -13,7 +13,7 @@ given model (bounds and channel layout).
 """
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import eagerpy as ep
 import foolbox as fb
@@ -22,6 +22,15 @@ from . import _backend, _fast
 
 DistanceFn = Callable[[ep.Tensor, ep.Tensor], ep.Tensor]
 BoundsLike = Tuple[float, float]
+FirstStep = Union[float, str]
+"""An ``init_lr_distance``: a distance in the distance's own units, or :data:`AUTO`."""
+
+AUTO = "auto"
+"""``init_lr_distance="auto"``: the first step is sized in L2 (``auto_first_step``), not in D, and
+ALMA's Lagrangian measures D in that step's units (see :class:`foolbox_alma.ALMA`)."""
+
+PAPER_L2_FIRST_STEP = 0.1
+"""The paper's ``init_lr_distance`` for L2 (inputs in [0, 1]): the size of the automatic first step."""
 
 
 class AttackDistance(fb.distances.Distance, ABC):
@@ -29,14 +38,23 @@ class AttackDistance(fb.distances.Distance, ABC):
 
     Attributes:
         name: The short name (``"l2"``, ``"ciede2000"``...), as accepted by ``ALMA(distance=...)``.
-        init_lr_distance: The paper's value of ``init_lr_distance`` for this distance (inputs in [0, 1]).
+        init_lr_distance: ALMA's default ``init_lr_distance`` for this distance: a distance in its
+            own units (inputs in [0, 1]; the paper's L1 0.5 and L2 0.1), or ``"auto"`` (the
+            default of the base class, so that a distance of one's own needs no tuned value).
+        auto_first_step: The L2 size (inputs in [0, 1]) of ALMA's first step under
+            ``init_lr_distance="auto"``: the paper's L2 setting, 0.1 (LPIPS: 0.01). ALMA's steps
+            are taken in input space (RMSProp makes each coordinate move about the learning rate
+            whatever the distance's gradient), so a step size in L2 carries across the
+            distance's units and scales (network weights for LPIPS, standard or adv_lib's scale
+            for CIEDE2000), where a value in the distance's units has to be tuned for each.
         homogeneous: True when ``D(x + c p, x) = |c| D(x + p, x)`` and the distance is measured in the
             model's input units (the Lp norms): step-size-like quantities then scale with the range of
             the model's bounds. False for distances measured on images mapped to [0, 1].
     """
 
     name: str = ""
-    init_lr_distance: float = 0.1
+    init_lr_distance: FirstStep = AUTO
+    auto_first_step: float = PAPER_L2_FIRST_STEP
     homogeneous: bool = False
 
     @abstractmethod

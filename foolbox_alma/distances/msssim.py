@@ -20,7 +20,7 @@ and the power's infinite slope at 0 is replaced by its chord on [0, FLOOR] to ke
 import eagerpy as ep
 
 from . import _fast
-from .base import ImageDistance
+from .base import AUTO, ImageDistance
 from .ssim import WINDOW_SIZE, similarity_terms, to_planes
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -108,8 +108,9 @@ class MSSSIM(ImageDistance):
     channels works. Images must be at least 161 x 161 pixels (adv_lib asks for 177: it rejects a
     coarsest scale of exactly 11 x 11).
 
-    ``init_lr_distance`` is SSIM's paper value (1e-4) for now: the paper has no MS-SSIM setting
-    and this default is not calibrated yet.
+    ALMA's first step is the automatic one (``init_lr_distance="auto"``, as SSIM's): the paper
+    has no MS-SSIM setting, and a value in MS-SSIM's units would have to be calibrated on large
+    images.
 
     Args:
         channel_axis: The channel axis (None: the model's ``data_format`` inside an attack, else
@@ -118,7 +119,7 @@ class MSSSIM(ImageDistance):
     """
 
     name = "msssim"
-    init_lr_distance = 1e-4
+    init_lr_distance = AUTO
 
     def image_distances(
         self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int

@@ -56,7 +56,7 @@ def evaluate(
     distance: Any = None,
     steps: Optional[int] = None,
     alpha: Optional[float] = None,
-    init_lr_distance: Optional[float] = None,
+    init_lr_distance: Optional[Union[float, str]] = None,
     attack_params: Optional[Dict[str, Any]] = None,
     targeted: bool = False,
     epsilons: Optional[Sequence[float]] = None,
