@@ -82,7 +82,8 @@ class StepSampler:
     """Runs and times a floor pass before every ``every``-th gradient-carrying forward of a
     PyTorch module (see the module docstring).
 
-    Example:
+    Example::
+
         with StepSampler(module, floor, every=1, counter=counter) as sampler:
             attack(...)
         attack_seconds = elapsed - sampler.seconds
