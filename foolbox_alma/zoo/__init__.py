@@ -1,5 +1,5 @@
-"""Model zoo: the MNIST SmallCNN of the ALMA paper, colour CNNs and a CIFAR-size ResNet-18, each
-built in PyTorch, TensorFlow and JAX from one set of weights.
+"""Model zoo: the MNIST SmallCNN of the ALMA paper, colour CNNs, a CIFAR-size ResNet-18 and an
+ImageNet-size ResNet-50, each built in PyTorch, TensorFlow and JAX from one set of weights.
 
 Example::
 
@@ -19,8 +19,17 @@ ship as ``data/colour-mnist*_heldout.npz``:
 
 ``resnet18-cifar`` (:mod:`.resnet`) is the standard CIFAR ResNet-18 (11.2M parameters) on the same
 colour-MNIST images, for measuring what an attack costs on a real-size network; its kernels are
-generated from a seed and only the trained parts ship (:func:`.resnet.load_weights`). Each name of
-:data:`ARCHITECTURES` works with every function here (:mod:`.registry` hands it to its family).
+generated from a seed and only the trained parts ship (:func:`.resnet.load_weights`).
+``resnet50-imagenet`` (:mod:`.resnet50`) is torchvision's ResNet-50 (3x224x224, 25.6M parameters)
+with seeded random weights and BatchNorm statistics calibrated on Foolbox's 20 ImageNet samples:
+for what an attack costs at ImageNet size and for distances that need large images (MS-SSIM), not
+for robustness; its data are those 20 images labelled with its own predictions::
+
+    fmodel = zoo.foolbox_model("tensorflow", "resnet50-imagenet")
+    images, labels = zoo.heldout_for("tensorflow", n=4, model="resnet50-imagenet")
+
+Each name of :data:`ARCHITECTURES` works with every function here (:mod:`.registry` hands it to
+its family).
 
 Importing this package imports no deep-learning framework; each builder imports its own.
 """
@@ -37,6 +46,7 @@ from .registry import (
     weights_info,
 )
 from .resnet import resnet18_apply, resnet18_jax, resnet18_tensorflow, resnet18_torch
+from .resnet50 import resnet50_apply, resnet50_jax, resnet50_tensorflow, resnet50_torch
 from .smallcnn import (
     PARAMETER_SHAPES,
     Architecture,
@@ -69,6 +79,10 @@ __all__ = [
     "resnet18_jax",
     "resnet18_tensorflow",
     "resnet18_torch",
+    "resnet50_apply",
+    "resnet50_jax",
+    "resnet50_tensorflow",
+    "resnet50_torch",
     "smallcnn_apply",
     "smallcnn_jax",
     "smallcnn_tensorflow",

@@ -4,7 +4,7 @@ Importing this module imports no framework."""
 
 import hashlib
 import importlib.resources
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -60,3 +60,23 @@ def checked_data_format(framework: str, data_format: Optional[str]) -> str:
     if framework == "pytorch" and data_format != "channels_first":
         raise ValueError("the PyTorch zoo models take channels_first (N, C, H, W) inputs only")
     return data_format
+
+
+def native_tensors(
+    framework: str, data_format: str, images: np.ndarray, labels: np.ndarray
+) -> Tuple[Any, Any]:
+    """Channels-first NumPy ``images`` and ``labels`` as ``framework``'s tensors, the images in
+    ``data_format`` layout (both names canonical and checked)."""
+    if data_format == "channels_last":
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    if framework == "pytorch":
+        import torch
+
+        return torch.from_numpy(images), torch.from_numpy(labels)
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(images), tf.constant(labels)
+    import jax.numpy as jnp
+
+    return jnp.asarray(images), jnp.asarray(labels)

@@ -1,7 +1,20 @@
-"""A CIFAR-size ResNet-18, one set of weights, built identically in PyTorch, TensorFlow and JAX.
+"""The ResNet family of the zoo: one description of the network, built identically in PyTorch,
+TensorFlow and JAX; and ``resnet18-cifar``, a CIFAR-size ResNet-18 (``resnet50-imagenet``, the
+ImageNet ResNet-50, is :mod:`.resnet50`: same description and builders, other weights).
 
-The network is the ResNet-18 of CIFAR code (He et al., CVPR 2016, as in kuangliu/pytorch-cifar and
-RobustBench's ``ResNet18``), for 3x32x32 inputs in [0, 1] and 10 classes, 11.2M parameters::
+A :class:`ResNetArchitecture` lists the stem, the residual blocks (BasicBlocks or torchvision's
+bottlenecks), the head and the input normalisation; :func:`torch_resnet`,
+:func:`tensorflow_resnet` and :func:`resnet_apply` (JAX) build any of them from weights under
+PyTorch ``state_dict`` names, and :func:`seeded_kernels` generates its He-normal kernels. Every
+convolution pads ``k // 2`` pixels on every side, as PyTorch's ResNets do; TensorFlow's
+``"same"`` padding would put the odd pixel of a stride-2 layer at the bottom and right only,
+shifting every stride-2 layer (and the max-pooling) by one pixel. The TensorFlow build therefore
+pads explicitly and convolves (and pools) ``"valid"``, and the JAX one passes explicit padding, so
+the three compute the same function. BatchNorm runs in inference mode (running statistics, eps
+1e-5) in every framework.
+
+``resnet18-cifar``: the ResNet-18 of CIFAR code (He et al., CVPR 2016, as in kuangliu/pytorch-cifar
+and RobustBench's ``ResNet18``), for 3x32x32 inputs in [0, 1] and 10 classes, 11.2M parameters::
 
     conv3x3 3->64 (stride 1, pad 1, no bias), BN, ReLU                      32x32, no max-pool
     layer1..layer4: 2 BasicBlocks each, 64/128/256/512 channels, strides 1/2/2/2
@@ -10,13 +23,7 @@ RobustBench's ``ResNet18``), for 3x32x32 inputs in [0, 1] and 10 classes, 11.2M 
     global average pooling (4x4 -> 1), fc 512->10 (logits)
 
 Weights use the ``state_dict`` names of those repositories (:func:`parameter_shapes`: ``conv1``,
-``bn1``, ``layer2.0.shortcut.0``, ..., ``linear``), so their checkpoints load too; BatchNorm runs
-in inference mode (running statistics, eps 1e-5) in every framework.
-
-PyTorch pads a stride-2 3x3 convolution by one pixel on every side; TensorFlow's ``"same"``
-padding would pad only bottom and right (it puts the odd pixel there), shifting every stride-2
-layer by one pixel. The TensorFlow build therefore pads explicitly and convolves ``"valid"``, and
-the JAX one passes explicit padding, so the three compute the same function.
+``bn1``, ``layer2.0.shortcut.0``, ..., ``linear``), so their checkpoints load too.
 
 Weights: shipping the ResNet-18's 45 MB of float32 is not worth it for a model whose job is to cost
 what a real network costs, so most of it is generated and only what was trained ships (1.7 MB,
@@ -62,6 +69,170 @@ from ._common import (
     weights_sha256,
 )
 
+BN_EPS = 1e-5
+BN_STATISTICS = ("weight", "bias", "running_mean", "running_var")
+MAX_POOL = (3, 2, 1)
+"""(window, stride, padding on every side) of the ImageNet stem's max-pooling, PyTorch's."""
+
+# --- the architecture -----------------------------------------------------------------------------
+
+
+class Conv(NamedTuple):
+    """One convolution without bias: its ``state_dict`` prefix, OIHW kernel shape and stride."""
+
+    name: str
+    shape: Tuple[int, int, int, int]
+    stride: int = 1
+
+    @property
+    def padding(self) -> int:
+        """Pixels of zero padding on every side: ``k // 2``, as PyTorch's ResNets."""
+        return self.shape[-1] // 2
+
+
+class Block(NamedTuple):
+    """One residual block: its name prefix (``layer2.0``), channels and stride; a BasicBlock (two
+    3x3 convolutions) when ``width`` is 0, else torchvision's bottleneck (1x1 to ``width``
+    channels, 3x3 carrying the stride as in torchvision's v1.5, 1x1 to ``out_channels``)."""
+
+    prefix: str
+    in_channels: int
+    out_channels: int
+    stride: int
+    width: int = 0
+    projection_name: str = "shortcut"
+    """The shortcut's ``nn.Sequential(conv1x1, BN)``: ``shortcut`` (CIFAR code) or ``downsample``
+    (torchvision)."""
+
+    @property
+    def has_projection(self) -> bool:
+        """Whether the shortcut is a 1x1 convolution + BN (the shape changes) or the identity."""
+        return self.stride != 1 or self.in_channels != self.out_channels
+
+    def main_path(self) -> Tuple[Conv, ...]:
+        """The residual branch's convolutions, in order; each is followed by its BN and, but for
+        the last, a ReLU."""
+        p, c_in, c_out, s, w = (
+            self.prefix,
+            self.in_channels,
+            self.out_channels,
+            self.stride,
+            self.width,
+        )
+        if w:
+            return (
+                Conv(f"{p}.conv1", (w, c_in, 1, 1)),
+                Conv(f"{p}.conv2", (w, w, 3, 3), s),
+                Conv(f"{p}.conv3", (c_out, w, 1, 1)),
+            )
+        return Conv(f"{p}.conv1", (c_out, c_in, 3, 3), s), Conv(f"{p}.conv2", (c_out, c_out, 3, 3))
+
+    @property
+    def projection(self) -> Optional[Conv]:
+        """The shortcut's 1x1 convolution, or None for the identity."""
+        if not self.has_projection:
+            return None
+        return Conv(
+            f"{self.prefix}.{self.projection_name}.0",
+            (self.out_channels, self.in_channels, 1, 1),
+            self.stride,
+        )
+
+
+def residual_blocks(
+    stem_width: int,
+    stages: Tuple[Tuple[int, int, int], ...],
+    expansion: int = 1,
+    projection_name: str = "shortcut",
+) -> Tuple[Block, ...]:
+    """The blocks of ``layer1``..``layerN``: ``stages`` lists (blocks, width, stride of the first
+    block); ``expansion`` 1 makes BasicBlocks of ``width`` channels, 4 bottlenecks of ``width``
+    inner and ``4 * width`` output channels."""
+    result, channels = [], stem_width
+    for stage, (depth, width, stride) in enumerate(stages, start=1):
+        for index in range(depth):
+            out = width * expansion
+            result.append(
+                Block(
+                    f"layer{stage}.{index}",
+                    channels,
+                    out,
+                    stride if index == 0 else 1,
+                    width if expansion > 1 else 0,
+                    projection_name,
+                )
+            )
+            channels = out
+    return tuple(result)
+
+
+class ResNetArchitecture(NamedTuple):
+    """What the three builders need to know about a ResNet (hashable: builders cache on it)."""
+
+    name: str
+    image_size: int
+    stem: Conv
+    max_pool: bool
+    blocks: Tuple[Block, ...]
+    head: str
+    """The ``nn.Linear`` after global average pooling: ``linear`` (CIFAR code) or ``fc``."""
+    classes: int
+    input_mean: Optional[Tuple[float, ...]] = None
+    input_std: Optional[Tuple[float, ...]] = None
+    """Per-channel normalisation inside the network (``(x - mean) / std``); none when None."""
+    seeded_head: bool = False
+    """Whether :func:`seeded_kernels` generates the head's weight too."""
+
+    @property
+    def in_channels(self) -> int:
+        return self.stem.shape[1]
+
+    @property
+    def features(self) -> int:
+        """Channels of the last block: the globally pooled features the head reads."""
+        return self.blocks[-1].out_channels
+
+    def convolutions(self) -> Tuple[Conv, ...]:
+        """Every convolution in forward order (a block's main path, then its projection); each is
+        followed by the BN of :func:`batch_norm_of`."""
+        convs = [self.stem]
+        for block in self.blocks:
+            convs.extend(block.main_path())
+            if block.projection is not None:
+                convs.append(block.projection)
+        return tuple(convs)
+
+    def parameter_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        """Every parameter (``state_dict`` name -> shape): kernels OIHW, BN vectors, the head
+        (out, in)."""
+        shapes: Dict[str, Tuple[int, ...]] = {}
+        for conv in self.convolutions():
+            shapes[f"{conv.name}.weight"] = conv.shape
+            for statistic in BN_STATISTICS:
+                shapes[f"{batch_norm_of(conv.name)}.{statistic}"] = (conv.shape[0],)
+        shapes[f"{self.head}.weight"] = (self.classes, self.features)
+        shapes[f"{self.head}.bias"] = (self.classes,)
+        return shapes
+
+    def input_affine(self) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """The input normalisation as float32 per-channel ``(scale, offset)``, ``x * scale +
+        offset`` in every framework (computed in float64, rounded once); None without one."""
+        if self.input_mean is None or self.input_std is None:
+            return None
+        mean, std = np.asarray(self.input_mean, np.float64), np.asarray(self.input_std, np.float64)
+        return (1 / std).astype(np.float32), (-mean / std).astype(np.float32)
+
+
+def batch_norm_of(conv: str) -> str:
+    """The BN after a convolution: ``conv1`` -> ``bn1``, ``layer1.0.conv2`` -> ``layer1.0.bn2``,
+    ``layer2.0.shortcut.0`` -> ``layer2.0.shortcut.1`` (``downsample`` likewise)."""
+    head, _, last = conv.rpartition(".")
+    prefix = head + "." if head else ""
+    if last.isdigit():  # the convolution of an nn.Sequential(conv, BN)
+        return f"{prefix}{int(last) + 1}"
+    return prefix + "bn" + last[len("conv") :]
+
+
 NAME = "resnet18-cifar"
 IN_CHANNELS = 3
 IMAGE_SIZE = 32
@@ -70,87 +241,61 @@ STEM_WIDTH = 64
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
 """(channels, stride of the first block) of layer1..layer4."""
 BLOCKS_PER_STAGE = 2
-BN_EPS = 1e-5
-BN_STATISTICS = ("weight", "bias", "running_mean", "running_var")
 
-
-class Block(NamedTuple):
-    """One BasicBlock: its name prefix (``layer2.0``), channels and stride."""
-
-    prefix: str
-    in_channels: int
-    out_channels: int
-    stride: int
-
-    @property
-    def has_projection(self) -> bool:
-        """Whether the shortcut is a 1x1 convolution + BN (the shape changes) or the identity."""
-        return self.stride != 1 or self.in_channels != self.out_channels
+RESNET18_CIFAR = ResNetArchitecture(
+    name=NAME,
+    image_size=IMAGE_SIZE,
+    stem=Conv("conv1", (STEM_WIDTH, IN_CHANNELS, 3, 3)),
+    max_pool=False,
+    blocks=residual_blocks(STEM_WIDTH, tuple((BLOCKS_PER_STAGE, w, s) for w, s in STAGES)),
+    head="linear",
+    classes=CLASSES,
+)
 
 
 def blocks() -> List[Block]:
-    """The eight BasicBlocks, in forward order."""
-    result, channels = [], STEM_WIDTH
-    for stage, (width, stride) in enumerate(STAGES, start=1):
-        for index in range(BLOCKS_PER_STAGE):
-            result.append(
-                Block(f"layer{stage}.{index}", channels, width, stride if index == 0 else 1)
-            )
-            channels = width
-    return result
+    """The eight BasicBlocks of ``resnet18-cifar``, in forward order."""
+    return list(RESNET18_CIFAR.blocks)
 
 
-def convolutions() -> Dict[str, Tuple[int, int, int, int]]:
+def convolutions(
+    architecture: ResNetArchitecture = RESNET18_CIFAR,
+) -> Dict[str, Tuple[int, int, int, int]]:
     """Every convolution (prefix -> OIHW kernel shape), in forward order; each is followed by the BN
     of :func:`batch_norm_of`."""
-    convs = {"conv1": (STEM_WIDTH, IN_CHANNELS, 3, 3)}
-    for block in blocks():
-        convs[f"{block.prefix}.conv1"] = (block.out_channels, block.in_channels, 3, 3)
-        convs[f"{block.prefix}.conv2"] = (block.out_channels, block.out_channels, 3, 3)
-        if block.has_projection:
-            convs[f"{block.prefix}.shortcut.0"] = (block.out_channels, block.in_channels, 1, 1)
-    return convs
+    return {conv.name: conv.shape for conv in architecture.convolutions()}
 
 
-def batch_norm_of(conv: str) -> str:
-    """The BN after a convolution: ``conv1`` -> ``bn1``, ``layer1.0.conv2`` -> ``layer1.0.bn2``,
-    ``layer2.0.shortcut.0`` -> ``layer2.0.shortcut.1``."""
-    if conv.endswith("shortcut.0"):
-        return conv[: -len("0")] + "1"
-    head, _, last = conv.rpartition(".")
-    return (head + "." if head else "") + "bn" + last[len("conv") :]
-
-
-def parameter_shapes() -> Dict[str, Tuple[int, ...]]:
-    """Every parameter (``state_dict`` name -> shape): kernels OIHW, BN vectors, ``linear``
+def parameter_shapes(
+    architecture: ResNetArchitecture = RESNET18_CIFAR,
+) -> Dict[str, Tuple[int, ...]]:
+    """Every parameter (``state_dict`` name -> shape): kernels OIHW, BN vectors, the head
     (out, in)."""
-    shapes: Dict[str, Tuple[int, ...]] = {}
-    for conv, kernel in convolutions().items():
-        shapes[f"{conv}.weight"] = kernel
-        for statistic in BN_STATISTICS:
-            shapes[f"{batch_norm_of(conv)}.{statistic}"] = (kernel[0],)
-    shapes["linear.weight"] = (CLASSES, STAGES[-1][0])
-    shapes["linear.bias"] = (CLASSES,)
-    return shapes
+    return architecture.parameter_shapes()
 
 
 PARAMETER_SHAPES = parameter_shapes()
 
 
-def checked(weights: Weights, label: str = "ResNet-18 weights") -> Dict[str, np.ndarray]:
+def checked(
+    weights: Weights,
+    label: str = "ResNet-18 weights",
+    architecture: ResNetArchitecture = RESNET18_CIFAR,
+) -> Dict[str, np.ndarray]:
     """``weights`` as float32 arrays in :func:`parameter_shapes` order; a ValueError that names the
     missing, unexpected and misshapen entries otherwise. PyTorch's ``num_batches_tracked`` counters
     are dropped (inference does not read them)."""
+    expected = architecture.parameter_shapes()
     given = {k: v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(PARAMETER_SHAPES) - set(given))
-    unexpected = sorted(set(given) - set(PARAMETER_SHAPES))
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
     if missing or unexpected:
         raise ValueError(f"{label}: missing keys {missing}, unexpected keys {unexpected}")
-    wrong = {k: np.shape(given[k]) for k, s in PARAMETER_SHAPES.items() if np.shape(given[k]) != s}
+    wrong = {k: np.shape(given[k]) for k, s in expected.items() if np.shape(given[k]) != s}
     if wrong:
-        expected = {k: PARAMETER_SHAPES[k] for k in wrong}
-        raise ValueError(f"{label}: wrong shapes {wrong}, expected {expected}")
-    return {k: np.asarray(given[k], dtype=np.float32) for k in PARAMETER_SHAPES}
+        shapes = {k: expected[k] for k in wrong}
+        raise ValueError(f"{label}: wrong shapes {wrong}, expected {shapes}")
+    return {k: np.asarray(given[k], dtype=np.float32) for k in expected}
 
 
 def _weights_or_default(weights: Optional[Weights]) -> Dict[str, np.ndarray]:
@@ -168,7 +313,7 @@ def bn_scale_shift(params: Mapping[str, Any], bn: str) -> Tuple[np.ndarray, np.n
 
 
 RANK = 8
-"""Rank of the trained corrections of the seeded kernels."""
+"""Rank of the trained corrections of ``resnet18-cifar``'s seeded kernels."""
 CORRECTION_KEYS = ("base_scale", "lowrank_u", "lowrank_v")
 
 
@@ -180,15 +325,27 @@ def he_normal(seed: int, index: int, shape: Tuple[int, ...]) -> np.ndarray:
     return (normals * np.sqrt(2.0 / fan_in)).astype(np.float32)
 
 
+def seeded_kernels(
+    seed: int, architecture: ResNetArchitecture = RESNET18_CIFAR
+) -> Dict[str, np.ndarray]:
+    """Every convolution's seeded kernel (``<conv>.weight`` -> OIHW float32, :func:`he_normal` of
+    the ``i``-th convolution in forward order) and, for a ``seeded_head`` architecture, the head's
+    weight (index: the number of convolutions); read-only, built once per process and seed."""
+    return _seeded_kernels(seed, architecture)
+
+
 @functools.lru_cache(maxsize=4)
-def seeded_kernels(seed: int) -> Dict[str, np.ndarray]:
-    """Every convolution's seeded kernel (``<conv>.weight`` -> OIHW float32), read-only, built once
-    per process and seed."""
+def _seeded_kernels(seed: int, architecture: ResNetArchitecture) -> Dict[str, np.ndarray]:
+    shapes: Dict[str, Tuple[int, ...]] = {
+        f"{conv.name}.weight": conv.shape for conv in architecture.convolutions()
+    }
+    if architecture.seeded_head:
+        shapes[f"{architecture.head}.weight"] = (architecture.classes, architecture.features)
     kernels = {}
-    for index, (conv, shape) in enumerate(convolutions().items()):
+    for index, (key, shape) in enumerate(shapes.items()):
         kernel = he_normal(seed, index, shape)
         kernel.flags.writeable = False
-        kernels[f"{conv}.weight"] = kernel
+        kernels[key] = kernel
     return kernels
 
 
@@ -212,14 +369,18 @@ def corrected_kernel(
     return flat.reshape(seeded.shape).astype(np.float32)
 
 
-def expand(archive: Dict[str, np.ndarray], seed: int) -> Dict[str, np.ndarray]:
-    """Full ``state_dict``-layout weights from an archive's arrays: each kernel is the archive's
-    own (``<conv>.weight``), its seeded kernel with a correction (``<conv>.base_scale``, ...), or the
-    seeded kernel alone; the BatchNorm and ``linear`` arrays are taken as they are."""
-    seeded = seeded_kernels(seed)
+def expand(
+    archive: Dict[str, np.ndarray],
+    seed: int,
+    architecture: ResNetArchitecture = RESNET18_CIFAR,
+) -> Dict[str, np.ndarray]:
+    """Full ``state_dict``-layout weights from an archive's arrays: each seeded kernel is the
+    archive's own (``<conv>.weight``), its seeded kernel with a correction (``<conv>.base_scale``,
+    ...), or the seeded kernel alone; the other arrays are taken as they are."""
+    seeded = seeded_kernels(seed, architecture)
     weights = dict(archive)
-    for conv in convolutions():
-        key = f"{conv}.weight"
+    for key in seeded:
+        conv = key[: -len(".weight")]
         parts = [f"{conv}.{part}" for part in CORRECTION_KEYS]
         present = [p for p in parts if p in weights]
         if key in weights:
@@ -235,6 +396,33 @@ def expand(archive: Dict[str, np.ndarray], seed: int) -> Dict[str, np.ndarray]:
     return weights
 
 
+def rebuilt_weights(
+    arrays: Dict[str, np.ndarray],
+    label: str,
+    architecture: ResNetArchitecture = RESNET18_CIFAR,
+    script: str = "scripts/make_resnet18_cifar.py",
+) -> Dict[str, np.ndarray]:
+    """The full checked weights of an archive's arrays (its ``meta`` gives the seed, 0 when
+    absent), against the digest the archive records; a ValueError naming ``script`` when the
+    seeded kernels came out different here."""
+    arrays = dict(arrays)
+    meta = archive_meta(arrays.pop("meta", None))
+    weights = checked(expand(arrays, int(meta.get("seed", 0)), architecture), label, architecture)
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and weights_sha256(weights) != recorded:
+        raise ValueError(
+            f"{label}: the rebuilt weights' sha256 is {weights_sha256(weights)}, the archive "
+            f"recorded {recorded}: the seeded kernels differ on this machine (a NumPy whose "
+            f"normal generator changed?); rerun {script}"
+        )
+    return weights
+
+
+def archive_meta(value: Optional[np.ndarray]) -> Dict[str, Any]:
+    """An archive's ``meta`` JSON string as a dict (empty when absent)."""
+    return {} if value is None else dict(json.loads(str(value)))
+
+
 def load_weights(*, path: Union[str, Path, None] = None) -> Dict[str, np.ndarray]:
     """The full float32 weights of ``resnet18-cifar`` (``state_dict`` names, OIHW kernels).
 
@@ -248,32 +436,15 @@ def load_weights(*, path: Union[str, Path, None] = None) -> Dict[str, np.ndarray
     """
     if path is None:
         return dict(_shipped_weights())
-    return _expanded(read_npz(Path(path)), str(path))
+    return rebuilt_weights(read_npz(Path(path)), str(path))
 
 
 @functools.lru_cache(maxsize=1)
 def _shipped_weights() -> Dict[str, np.ndarray]:
-    weights = _expanded(read_npz(data_file(f"{NAME}.npz")), f"zoo weights {NAME!r}")
+    weights = rebuilt_weights(read_npz(data_file(f"{NAME}.npz")), f"zoo weights {NAME!r}")
     for array in weights.values():
         array.flags.writeable = False
     return weights
-
-
-def _expanded(arrays: Dict[str, np.ndarray], label: str) -> Dict[str, np.ndarray]:
-    meta = _meta(arrays.pop("meta", None))
-    weights = checked(expand(arrays, int(meta.get("seed", 0))), label)
-    recorded = meta.get("weights_sha256")
-    if recorded is not None and weights_sha256(weights) != recorded:
-        raise ValueError(
-            f"{label}: the rebuilt weights' sha256 is {weights_sha256(weights)}, the archive "
-            f"recorded {recorded}: the seeded kernels differ on this machine (a NumPy whose "
-            "normal generator changed?); rerun scripts/make_resnet18_cifar.py"
-        )
-    return weights
-
-
-def _meta(value: Optional[np.ndarray]) -> Dict[str, Any]:
-    return {} if value is None else dict(json.loads(str(value)))
 
 
 # --- PyTorch --------------------------------------------------------------------------------------
@@ -281,53 +452,86 @@ def _meta(value: Optional[np.ndarray]) -> Dict[str, Any]:
 
 @functools.cache
 def _torch_classes() -> Tuple[type, type]:
-    """The ``nn.Module`` classes, defined on first use so that importing this module needs no
-    torch."""
+    """The ``nn.Module`` classes (a residual block, a ResNet), defined on first use so that
+    importing this module needs no torch."""
     import torch
     from torch import nn
 
-    class BasicBlock(nn.Module):
+    def conv_bn(conv: Conv) -> Tuple[Any, Any]:
+        c_out, c_in, size, _ = conv.shape
+        padding = conv.padding
+        layer = nn.Conv2d(c_in, c_out, size, stride=conv.stride, padding=padding, bias=False)
+        return layer, nn.BatchNorm2d(c_out, eps=BN_EPS)
+
+    class ResidualBlock(nn.Module):
         def __init__(self, block: Block):
             super().__init__()
-            c_in, c_out, stride = block.in_channels, block.out_channels, block.stride
-            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(c_out, eps=BN_EPS)
-            self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(c_out, eps=BN_EPS)
-            self.shortcut = nn.Sequential()
-            if block.has_projection:
-                self.shortcut = nn.Sequential(
-                    nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                    nn.BatchNorm2d(c_out, eps=BN_EPS),
-                )
+            self.path = []  # (conv, BN) attribute names: conv1/bn1, ...
+            for conv in block.main_path():
+                local = conv.name.rpartition(".")[2]
+                layer, norm = conv_bn(conv)
+                setattr(self, local, layer)
+                setattr(self, batch_norm_of(local), norm)
+                self.path.append((local, batch_norm_of(local)))
+            self.projection = None if block.projection is None else block.projection_name
+            if block.projection is not None:
+                setattr(self, block.projection_name, nn.Sequential(*conv_bn(block.projection)))
 
         def forward(self, x: Any) -> Any:
-            out = torch.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return torch.relu(out + self.shortcut(x))
+            out = x
+            for index, (conv, norm) in enumerate(self.path):
+                out = getattr(self, norm)(getattr(self, conv)(out))
+                if index < len(self.path) - 1:
+                    out = torch.relu(out)
+            shortcut = x if self.projection is None else getattr(self, self.projection)(x)
+            return torch.relu(out + shortcut)
 
-    class ResNet18(nn.Module):
-        def __init__(self) -> None:
+    class ResNet(nn.Module):
+        def __init__(self, architecture: ResNetArchitecture) -> None:
             super().__init__()
-            self.conv1 = nn.Conv2d(IN_CHANNELS, STEM_WIDTH, 3, stride=1, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(STEM_WIDTH, eps=BN_EPS)
-            all_blocks = blocks()
-            for stage in range(1, len(STAGES) + 1):
-                stage_blocks = [b for b in all_blocks if b.prefix.startswith(f"layer{stage}.")]
-                setattr(self, f"layer{stage}", nn.Sequential(*map(BasicBlock, stage_blocks)))
-            self.linear = nn.Linear(STAGES[-1][0], CLASSES)
+            self.head = architecture.head
+            self.conv1, self.bn1 = conv_bn(architecture.stem)
+            self.maxpool = nn.MaxPool2d(*MAX_POOL) if architecture.max_pool else None
+            stages = sorted({b.prefix.split(".")[0] for b in architecture.blocks})
+            for stage in stages:
+                stage_blocks = [b for b in architecture.blocks if b.prefix.startswith(f"{stage}.")]
+                setattr(self, stage, nn.Sequential(*map(ResidualBlock, stage_blocks)))
+            self.stages = stages
+            setattr(self, self.head, nn.Linear(architecture.features, architecture.classes))
+            affine = architecture.input_affine()
+            self.normalised = affine is not None
+            if affine is not None:  # buffers outside the state_dict: torchvision's loads as it is
+                for name, values in zip(("input_scale", "input_offset"), affine):
+                    tensor = torch.from_numpy(values.copy()).view(-1, 1, 1)
+                    self.register_buffer(name, tensor, persistent=False)
 
         def features(self, x: Any) -> Any:
-            """The 512 globally average-pooled features the linear layer reads."""
+            """The globally average-pooled features the head reads."""
+            if self.normalised:
+                x = x * self.input_scale + self.input_offset
             out = torch.relu(self.bn1(self.conv1(x)))
-            for stage in range(1, len(STAGES) + 1):
-                out = getattr(self, f"layer{stage}")(out)
+            if self.maxpool is not None:
+                out = self.maxpool(out)
+            for stage in self.stages:
+                out = getattr(self, stage)(out)
             return out.mean(dim=(2, 3))
 
         def forward(self, x: Any) -> Any:
-            return self.linear(self.features(x))
+            return getattr(self, self.head)(self.features(x))
 
-    return BasicBlock, ResNet18
+    return ResidualBlock, ResNet
+
+
+def torch_resnet(architecture: ResNetArchitecture, params: Weights) -> Any:
+    """``architecture`` as a ``torch.nn.Module`` in eval mode (BN on its running statistics) with
+    ``params`` (checked full weights under ``state_dict`` names)."""
+    import torch
+
+    _, resnet_class = _torch_classes()
+    net = resnet_class(architecture)
+    state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in params.items()}
+    net.load_state_dict(state, strict=False)  # strict but for the num_batches_tracked counters
+    return net.eval()
 
 
 def resnet18_torch(weights: Optional[Weights] = None) -> Any:
@@ -338,17 +542,75 @@ def resnet18_torch(weights: Optional[Weights] = None) -> Any:
     (:func:`foolbox_alma.zoo.load_weights` of ``"resnet18-cifar"``); a kuangliu/pytorch-cifar or
     RobustBench ``ResNet18`` ``state_dict`` converted to NumPy loads as it is.
     """
-    import torch
-
-    params = _weights_or_default(weights)
-    _, resnet_class = _torch_classes()
-    net = resnet_class()
-    state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in params.items()}
-    net.load_state_dict(state, strict=False)  # strict but for the num_batches_tracked counters
-    return net.eval()
+    return torch_resnet(RESNET18_CIFAR, _weights_or_default(weights))
 
 
 # --- TensorFlow -----------------------------------------------------------------------------------
+
+
+def tensorflow_resnet(
+    architecture: ResNetArchitecture, params: Weights, data_format: str = "channels_last"
+) -> Any:
+    """``architecture`` as a ``tf.keras.Model`` with ``params`` (checked full weights under
+    ``state_dict`` names); BN layers frozen: inference mode whatever ``training`` says.
+
+    ``data_format`` ``"channels_first"`` transposes the input once and runs the channels-last
+    network: TensorFlow's CPU convolutions are NHWC only (Keras would transpose around each one).
+    ``model.data_format`` records the layout.
+    """
+    import tensorflow as tf
+
+    data_format = checked_data_format("tensorflow", data_format)
+    layers = tf.keras.layers
+    channels_last = data_format == "channels_last"
+    side, channels = architecture.image_size, architecture.in_channels
+    shape = (side, side, channels) if channels_last else (channels, side, side)
+    inputs = tf.keras.Input(shape=shape, name="images")
+    h = inputs if channels_last else layers.Permute((2, 3, 1), name="to_nhwc")(inputs)
+
+    def conv_bn(x: Any, conv: Conv) -> Any:
+        if conv.padding:  # PyTorch's k // 2 on every side, also at stride 2 (not "same")
+            x = layers.ZeroPadding2D(conv.padding, name=f"{conv.name}.pad")(x)
+        filters, _, size, _ = conv.shape
+        x = layers.Conv2D(filters, size, strides=conv.stride, use_bias=False, name=conv.name)(x)
+        norm = layers.BatchNormalization(epsilon=BN_EPS, name=batch_norm_of(conv.name))
+        norm.trainable = False  # Keras runs frozen BN in inference mode even when training
+        return norm(x)
+
+    affine = architecture.input_affine()
+    if affine is not None:
+        h = layers.Rescaling(scale=affine[0], offset=affine[1], name="normalize")(h)
+    h = layers.ReLU(name="relu")(conv_bn(h, architecture.stem))
+    if architecture.max_pool:
+        # PyTorch pads with -inf; zeros are the same after a ReLU (every window has a real pixel)
+        window, stride, padding = MAX_POOL
+        h = layers.ZeroPadding2D(padding, name="maxpool.pad")(h)
+        h = layers.MaxPooling2D(window, strides=stride, name="maxpool")(h)
+    for block in architecture.blocks:
+        out, path = h, block.main_path()
+        for index, conv in enumerate(path, start=1):
+            out = conv_bn(out, conv)
+            if index < len(path):
+                out = layers.ReLU(name=f"{block.prefix}.relu{index}")(out)
+        shortcut = h if block.projection is None else conv_bn(h, block.projection)
+        h = layers.ReLU(name=f"{block.prefix}.relu{len(path)}")(
+            layers.Add(name=f"{block.prefix}.add")([out, shortcut])
+        )
+    h = layers.GlobalAveragePooling2D(name="pool")(h)
+    logits = layers.Dense(architecture.classes, name=architecture.head)(h)
+    model_name = f"{architecture.name.replace('-', '_')}_{data_format}"
+    model = tf.keras.Model(inputs, logits, name=model_name)
+
+    for conv in architecture.convolutions():  # OIHW -> HWIO
+        model.get_layer(conv.name).set_weights(
+            [params[f"{conv.name}.weight"].transpose(2, 3, 1, 0)]
+        )
+        bn = batch_norm_of(conv.name)
+        model.get_layer(bn).set_weights([params[f"{bn}.{s}"] for s in BN_STATISTICS])
+    head = architecture.head
+    model.get_layer(head).set_weights([params[f"{head}.weight"].T, params[f"{head}.bias"]])
+    model.data_format = data_format
+    return model
 
 
 def resnet18_tensorflow(
@@ -360,69 +622,111 @@ def resnet18_tensorflow(
     Args:
         weights: ``state_dict``-layout parameters; the zoo's when None.
         data_format: ``"channels_last"`` for ``(N, 32, 32, 3)`` inputs or ``"channels_first"`` for
-            ``(N, 3, 32, 32)``. TensorFlow's CPU convolutions are NHWC only (Keras would transpose
-            around each of the 21 convolutions), so the channels-first model transposes its input
-            once and runs the channels-last network. ``model.data_format`` records the layout.
+            ``(N, 3, 32, 32)`` (transposed once at the input, :func:`tensorflow_resnet`).
     """
-    import tensorflow as tf
-
-    data_format = checked_data_format("tensorflow", data_format)
-    params = _weights_or_default(weights)
-    layers = tf.keras.layers
-    channels_last = data_format == "channels_last"
-    shape = (IMAGE_SIZE, IMAGE_SIZE, IN_CHANNELS)
-    inputs = tf.keras.Input(shape=shape if channels_last else shape[::-1], name="images")
-    h = inputs if channels_last else layers.Permute((2, 3, 1), name="to_nhwc")(inputs)
-
-    def conv_bn(x: Any, conv: str, stride: int = 1) -> Any:
-        filters, _, size, _ = PARAMETER_SHAPES[f"{conv}.weight"]
-        if size == 3:  # PyTorch's padding=1 on every side, also at stride 2 (not "same")
-            x = layers.ZeroPadding2D(1, name=f"{conv}.pad")(x)
-        x = layers.Conv2D(filters, size, strides=stride, use_bias=False, name=conv)(x)
-        norm = layers.BatchNormalization(epsilon=BN_EPS, name=batch_norm_of(conv))
-        norm.trainable = False  # Keras runs frozen BN in inference mode even when training
-        return norm(x)
-
-    h = layers.ReLU(name="relu")(conv_bn(h, "conv1"))
-    for block in blocks():
-        out = layers.ReLU(name=f"{block.prefix}.relu1")(
-            conv_bn(h, f"{block.prefix}.conv1", block.stride)
-        )
-        out = conv_bn(out, f"{block.prefix}.conv2")
-        shortcut = (
-            conv_bn(h, f"{block.prefix}.shortcut.0", block.stride) if block.has_projection else h
-        )
-        h = layers.ReLU(name=f"{block.prefix}.relu2")(
-            layers.Add(name=f"{block.prefix}.add")([out, shortcut])
-        )
-    h = layers.GlobalAveragePooling2D(name="pool")(h)
-    logits = layers.Dense(CLASSES, name="linear")(h)
-    model = tf.keras.Model(inputs, logits, name=f"resnet18_cifar_{data_format}")
-
-    for conv in convolutions():  # OIHW -> HWIO
-        model.get_layer(conv).set_weights([params[f"{conv}.weight"].transpose(2, 3, 1, 0)])
-        bn = batch_norm_of(conv)
-        model.get_layer(bn).set_weights([params[f"{bn}.{s}"] for s in BN_STATISTICS])
-    model.get_layer("linear").set_weights([params["linear.weight"].T, params["linear.bias"]])
-    model.data_format = data_format
-    return model
+    return tensorflow_resnet(RESNET18_CIFAR, _weights_or_default(weights), data_format)
 
 
 # --- JAX ------------------------------------------------------------------------------------------
 
 
-def jax_params(weights: Optional[Weights] = None) -> Dict[str, Any]:
-    """Parameters of :func:`resnet18_apply`: OIHW kernels, each BN as ``scale``/``shift`` (its
-    inference-mode affine map) and ``linear``, as ``jax.numpy`` arrays."""
+def jax_params_of(architecture: ResNetArchitecture, params: Weights) -> Dict[str, Any]:
+    """Parameters of :func:`resnet_apply`: OIHW kernels, each BN as ``scale``/``shift`` (its
+    inference-mode affine map) and the head, as ``jax.numpy`` arrays."""
     import jax.numpy as jnp
 
-    params = _weights_or_default(weights)
-    result = {"linear.weight": params["linear.weight"], "linear.bias": params["linear.bias"]}
-    for conv in convolutions():
-        result[f"{conv}.weight"] = params[f"{conv}.weight"]
-        bn = batch_norm_of(conv)
+    head = architecture.head
+    result = {f"{head}.{part}": params[f"{head}.{part}"] for part in ("weight", "bias")}
+    for conv in architecture.convolutions():
+        result[f"{conv.name}.weight"] = params[f"{conv.name}.weight"]
+        bn = batch_norm_of(conv.name)
         result[f"{bn}.scale"], result[f"{bn}.shift"] = bn_scale_shift(params, bn)
     return {k: jnp.asarray(v) for k, v in result.items()}
+
+
+def resnet_apply(
+    architecture: ResNetArchitecture,
+    params: Mapping[str, Any],
+    images: Any,
+    data_format: str = "channels_first",
+) -> Any:
+    """Pure JAX ResNet: ``params`` (:func:`jax_params_of`), ``images`` -> logits.
+
+    ``images`` are ``(N, C, H, W)`` (channels_first) or ``(N, H, W, C)`` (channels_last).
+    Differentiable and ``jax.jit``-able (``architecture`` and ``data_format`` static).
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def conv_bn(x: Any, conv: Conv) -> Any:
+        pad = conv.padding
+        x = lax.conv_general_dilated(
+            x,
+            params[f"{conv.name}.weight"],
+            window_strides=(conv.stride, conv.stride),
+            padding=((pad, pad), (pad, pad)),
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            precision=lax.Precision.HIGHEST,
+        )
+        bn = batch_norm_of(conv.name)
+        return x * params[f"{bn}.scale"][:, None, None] + params[f"{bn}.shift"][:, None, None]
+
+    h = images.transpose(0, 3, 1, 2) if data_format == "channels_last" else images
+    affine = architecture.input_affine()
+    if affine is not None:
+        h = h * affine[0][:, None, None] + affine[1][:, None, None]
+    h = jax.nn.relu(conv_bn(h, architecture.stem))
+    if architecture.max_pool:
+        window, stride, padding = MAX_POOL
+        h = lax.reduce_window(
+            h,
+            -jnp.inf,
+            lax.max,
+            (1, 1, window, window),
+            (1, 1, stride, stride),
+            ((0, 0), (0, 0), (padding, padding), (padding, padding)),
+        )
+    for block in architecture.blocks:
+        out, path = h, block.main_path()
+        for index, conv in enumerate(path, start=1):
+            out = conv_bn(out, conv)
+            if index < len(path):
+                out = jax.nn.relu(out)
+        shortcut = h if block.projection is None else conv_bn(h, block.projection)
+        h = jax.nn.relu(out + shortcut)
+    features = h.mean(axis=(2, 3))
+    head = architecture.head
+    return (
+        lax.dot(features, params[f"{head}.weight"].T, precision=lax.Precision.HIGHEST)
+        + params[f"{head}.bias"]
+    )
+
+
+def jax_resnet(
+    architecture: ResNetArchitecture, params: Weights, data_format: str = "channels_first"
+) -> Callable[[Any], Any]:
+    """``architecture`` as a jitted JAX function ``images -> logits`` (what ``fb.JAXModel`` takes),
+    :func:`resnet_apply` with ``params`` (checked full weights) bound; ``fn.params`` and
+    ``fn.apply`` expose the two halves."""
+    import jax
+
+    data_format = checked_data_format("jax", data_format)
+    bound = jax_params_of(architecture, params)
+    apply = jax.jit(functools.partial(resnet_apply, architecture, data_format=data_format))
+
+    def forward(images: Any) -> Any:
+        return apply(bound, images)
+
+    forward.params = bound  # type: ignore[attr-defined]
+    forward.apply = apply  # type: ignore[attr-defined]
+    forward.data_format = data_format  # type: ignore[attr-defined]
+    return forward
+
+
+def jax_params(weights: Optional[Weights] = None) -> Dict[str, Any]:
+    """Parameters of :func:`resnet18_apply` (:func:`jax_params_of` the ResNet-18's weights)."""
+    return jax_params_of(RESNET18_CIFAR, _weights_or_default(weights))
 
 
 def resnet18_apply(
@@ -433,37 +737,7 @@ def resnet18_apply(
     ``images`` are ``(N, 3, 32, 32)`` (channels_first) or ``(N, 32, 32, 3)`` (channels_last).
     Differentiable and ``jax.jit``-able (``data_format`` static).
     """
-    import jax
-    from jax import lax
-
-    def conv_bn(x: Any, conv: str, stride: int = 1) -> Any:
-        kernel = params[f"{conv}.weight"]
-        pad = (kernel.shape[-1] - 1) // 2  # 1 on every side for 3x3, as PyTorch's padding=1
-        x = lax.conv_general_dilated(
-            x,
-            kernel,
-            window_strides=(stride, stride),
-            padding=((pad, pad), (pad, pad)),
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
-            precision=lax.Precision.HIGHEST,
-        )
-        bn = batch_norm_of(conv)
-        return x * params[f"{bn}.scale"][:, None, None] + params[f"{bn}.shift"][:, None, None]
-
-    h = images.transpose(0, 3, 1, 2) if data_format == "channels_last" else images
-    h = jax.nn.relu(conv_bn(h, "conv1"))
-    for block in blocks():
-        out = jax.nn.relu(conv_bn(h, f"{block.prefix}.conv1", block.stride))
-        out = conv_bn(out, f"{block.prefix}.conv2")
-        shortcut = (
-            conv_bn(h, f"{block.prefix}.shortcut.0", block.stride) if block.has_projection else h
-        )
-        h = jax.nn.relu(out + shortcut)
-    features = h.mean(axis=(2, 3))
-    return (
-        lax.dot(features, params["linear.weight"].T, precision=lax.Precision.HIGHEST)
-        + params["linear.bias"]
-    )
+    return resnet_apply(RESNET18_CIFAR, params, images, data_format)
 
 
 def resnet18_jax(
@@ -474,33 +748,29 @@ def resnet18_jax(
     It is :func:`resnet18_apply` with the parameters bound; ``fn.params`` and ``fn.apply`` expose
     the two halves. Inputs are ``(N, 3, 32, 32)`` by default.
     """
-    import jax
-
-    data_format = checked_data_format("jax", data_format)
-    params = jax_params(weights)
-    apply = jax.jit(functools.partial(resnet18_apply, data_format=data_format))
-
-    def forward(images: Any) -> Any:
-        return apply(params, images)
-
-    forward.params = params  # type: ignore[attr-defined]
-    forward.apply = apply  # type: ignore[attr-defined]
-    forward.data_format = data_format  # type: ignore[attr-defined]
-    return forward
+    return jax_resnet(RESNET18_CIFAR, _weights_or_default(weights), data_format)
 
 
 # --- Foolbox --------------------------------------------------------------------------------------
 
 
+def foolbox_model_of(
+    architecture: ResNetArchitecture, framework: str, data_format: str, params: Weights
+) -> Any:
+    """A Foolbox model (bounds (0, 1)) of ``architecture`` with ``params`` (checked full weights) in
+    the canonical ``framework``, with a checked ``data_format``."""
+    import foolbox as fb
+
+    if framework == "pytorch":
+        return fb.PyTorchModel(torch_resnet(architecture, params), bounds=(0, 1))
+    if framework == "tensorflow":
+        model = tensorflow_resnet(architecture, params, data_format=data_format)
+        return TensorFlowModel(model, bounds=(0, 1), data_format=data_format)
+    forward = jax_resnet(architecture, params, data_format)
+    return fb.JAXModel(forward, bounds=(0, 1), data_format=data_format)
+
+
 def foolbox_model(framework: str, data_format: str, weights: Optional[Weights] = None) -> Any:
     """A Foolbox model (bounds (0, 1)) of the ResNet-18 in the canonical ``framework``, with a
     checked ``data_format`` (:func:`foolbox_alma.zoo.foolbox_model` is the public entry)."""
-    import foolbox as fb
-
-    params = _weights_or_default(weights)
-    if framework == "pytorch":
-        return fb.PyTorchModel(resnet18_torch(params), bounds=(0, 1))
-    if framework == "tensorflow":
-        model = resnet18_tensorflow(params, data_format=data_format)
-        return TensorFlowModel(model, bounds=(0, 1), data_format=data_format)
-    return fb.JAXModel(resnet18_jax(params, data_format), bounds=(0, 1), data_format=data_format)
+    return foolbox_model_of(RESNET18_CIFAR, framework, data_format, _weights_or_default(weights))

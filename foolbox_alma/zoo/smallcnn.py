@@ -32,7 +32,7 @@ import foolbox as fb
 import numpy as np
 
 from .._runtime import TensorFlowModel
-from ._common import HELDOUT_SIZE, Weights
+from ._common import HELDOUT_SIZE, Weights, native_tensors
 from ._common import canonical_framework as _framework
 from ._common import checked_data_format as _data_format
 from ._common import data_file as _data_file
@@ -432,16 +432,4 @@ def heldout_for(
     framework = _framework(framework)
     data_format = _data_format(framework, data_format)
     images, labels = load_heldout(model, n, offset)
-    if data_format == "channels_last":
-        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
-    if framework == "pytorch":
-        import torch
-
-        return torch.from_numpy(images), torch.from_numpy(labels)
-    if framework == "tensorflow":
-        import tensorflow as tf
-
-        return tf.constant(images), tf.constant(labels)
-    import jax.numpy as jnp
-
-    return jnp.asarray(images), jnp.asarray(labels)
+    return native_tensors(framework, data_format, images, labels)
