@@ -373,7 +373,7 @@ class ALMA(MinimizationAttack):
         try:
             # Line 1: x~(0) = x, with rho(0), mu(0) and the optimiser's state.
             state = self._initial_state(x)
-            state = self._iteration(problem, state, 0, x, classes, first=True)
+            state = self._first_iteration(problem, state, x, classes)
             bar.update(1)  # the bar counts all N steps, step 0 included
             step = self._step_function(problem, x, classes)
             for i in range(1, self.steps):  # Line 2
@@ -419,56 +419,18 @@ class ALMA(MinimizationAttack):
         x: ep.Tensor,
         classes: ep.Tensor,
         first: bool = False,
+        gradient: Optional[Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]] = None,
     ) -> "ALMAState":
         """Iteration ``i`` of Algorithm 2: a pure function of the state (``i`` a Python int, or a
-        0-d tensor when the step is compiled). ``first`` (step 0, always eager) also checks the
-        logits, leaves the distance out of the loss (it has no useful gradient, for L2 a NaN, at
-        a zero perturbation) and finds each sample's learning rate."""
+        0-d tensor when the step is compiled). ``first`` (step 0) also checks the logits, leaves
+        the distance out of the loss (it has no useful gradient, for L2 a NaN, at a zero
+        perturbation) and finds each sample's learning rate; its ``gradient`` may come compiled
+        (:meth:`_first_iteration`)."""
         s = self.settings
-        check = not first and (i + 1) % s.check_steps == 0  # a bool, or a tensor when compiled
-
-        def lagrangian(x_adv: ep.Tensor) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
-            # Lines 3-4: the logits z = f(x~) and the constraint d = DLR+(z, y) (tDLR+ targeted).
-            logits = p.model(x_adv)
-            logit_scale = state.logit_scale
-            if first:
-                checks.check_logits(logits, len(x))
-                checks.check_classes_range(classes, logits.shape[-1], p.targeted)
-                if logits.shape[-1] == 2:  # see constraints: the clean logit gap normalises
-                    logit_scale = stop_gradient(two_class_gap(logits))
-            constraint = targeted_dlr_plus if p.targeted else dlr_plus
-            dlr = constraint(logits, classes, s.logit_tolerance, logit_scale)
-            dist = p.distance_fn(x, x_adv) / p.distance_scale
-            d = stop_gradient(dlr)
-            # Lines 10-13, placed before lines 5-6 as in adv_lib (module docstring): rho grows
-            # every M steps while no adversarial is found and d did not fall below tau * d(i-M).
-            rho, prev_dlr = state.rho, d if first else state.prev_dlr
-            if check is not False:  # eagerly, only on check steps; compiled, a select
-                improved = d < s.tau * state.prev_dlr
-                kept = ep.logical_or(state.adv_found, improved)
-                rho = _select(check, ep.where(kept, rho, s.gamma * rho), rho)
-                prev_dlr = _select(check, d, state.prev_dlr)
-            # Lines 5-6: mu follows an EMA of dP/dd, projected onto [mu_min, mu_max] (from i = 1).
-            mu = state.mu
-            if not first:
-                mu_hat = s.penalty.grad(d, rho, state.mu)
-                mu = ep.clip(s.alpha * state.mu + (1 - s.alpha) * mu_hat, MU_MIN, MU_MAX)
-            # Line 7: the augmented Lagrangian L = D(x~, x) + P(d, rho, mu), D in the units of
-            # the first step under "auto" (a monotone map per sample: the same minimiser).
-            penalty = s.penalty(dlr, rho, mu)
-            if first:
-                loss = penalty
-            elif s.init_lr_distance == AUTO:
-                loss = _in_step_units(dist, state) + penalty
-            else:
-                loss = dist + penalty
-            return loss.sum(), (d, stop_gradient(dist), rho, mu, prev_dlr, logit_scale)
-
-        # Line 8: g = dL/dx~, in the [0, 1] coordinates (module docstring).
-        _, (dlr, dist, rho, mu, prev_dlr, logit_scale), grad = value_aux_and_grad(
-            lagrangian, state.x_adv
-        )
-        grad = grad * p.scale
+        # Lines 3-8: g = dL/dx~ of the augmented Lagrangian, and what it measured on the way.
+        if gradient is None:
+            gradient = self._gradient(p, state, i, x, classes, first)
+        grad, (dlr, dist, rho, mu, prev_dlr, logit_scale, _) = gradient
         lr, unit, exponent = state.lr, state.distance_unit, state.distance_exponent
         if first and s.init_lr_distance != 0:  # each sample's first step moves it this far
             grad = _replace_vanishing_gradients(grad)
@@ -509,46 +471,147 @@ class ALMA(MinimizationAttack):
             best_adv=ep.where(batch_view(is_both, ndim), state.x_adv, state.best_adv),
         )
 
+    def _gradient(
+        self,
+        p: "_Problem",
+        state: "ALMAState",
+        i: Any,
+        x: ep.Tensor,
+        classes: ep.Tensor,
+        first: bool = False,
+        traced: bool = False,
+    ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
+        """Lines 3-8 of iteration ``i``: the gradient of the augmented Lagrangian in the [0, 1]
+        coordinates, with the constraint's value, the distance, the new rho and mu, the value of
+        d at the last check, the 2-class logit scale and the logits."""
+        s = self.settings
+        check = not first and (i + 1) % s.check_steps == 0  # a bool, or a tensor when compiled
+
+        def lagrangian(x_adv: ep.Tensor) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
+            # Lines 3-4: the logits z = f(x~) and the constraint d = DLR+(z, y) (tDLR+ targeted).
+            logits = p.model(x_adv)
+            logit_scale = state.logit_scale
+            if first:
+                if not traced:  # a traced step's logits are checked on its results
+                    checks.check_logits(logits, len(x))
+                    checks.check_classes_range(classes, logits.shape[-1], p.targeted)
+                if logits.shape[-1] == 2:  # see constraints: the clean logit gap normalises
+                    logit_scale = stop_gradient(two_class_gap(logits))
+            constraint = targeted_dlr_plus if p.targeted else dlr_plus
+            dlr = constraint(logits, classes, s.logit_tolerance, logit_scale)
+            dist = p.distance_fn(x, x_adv) / p.distance_scale
+            d = stop_gradient(dlr)
+            # Lines 10-13, placed before lines 5-6 as in adv_lib (module docstring): rho grows
+            # every M steps while no adversarial is found and d did not fall below tau * d(i-M).
+            rho, prev_dlr = state.rho, d if first else state.prev_dlr
+            if check is not False:  # eagerly, only on check steps; compiled, a select
+                improved = d < s.tau * state.prev_dlr
+                kept = ep.logical_or(state.adv_found, improved)
+                rho = _select(check, ep.where(kept, rho, s.gamma * rho), rho)
+                prev_dlr = _select(check, d, state.prev_dlr)
+            # Lines 5-6: mu follows an EMA of dP/dd, projected onto [mu_min, mu_max] (from i = 1).
+            mu = state.mu
+            if not first:
+                mu_hat = s.penalty.grad(d, rho, state.mu)
+                mu = ep.clip(s.alpha * state.mu + (1 - s.alpha) * mu_hat, MU_MIN, MU_MAX)
+            # Line 7: the augmented Lagrangian L = D(x~, x) + P(d, rho, mu), D in the units of
+            # the first step under "auto" (a monotone map per sample: the same minimiser).
+            penalty = s.penalty(dlr, rho, mu)
+            if first:
+                loss = penalty
+            elif s.init_lr_distance == AUTO:
+                loss = _in_step_units(dist, state) + penalty
+            else:
+                loss = dist + penalty
+            aux = (d, stop_gradient(dist), rho, mu, prev_dlr, logit_scale, stop_gradient(logits))
+            return loss.sum(), aux
+
+        # Line 8: g = dL/dx~, in the [0, 1] coordinates (module docstring).
+        _, aux, grad = value_aux_and_grad(lagrangian, state.x_adv)
+        return grad * p.scale, aux
+
+    def _first_iteration(
+        self, p: "_Problem", state: "ALMAState", x: ep.Tensor, classes: ep.Tensor
+    ) -> "ALMAState":
+        """Step 0. Its gradient (the model's forward and backward) is compiled where the later
+        steps are, through the same cache: eager, it would cost several compiled steps on
+        TensorFlow and tens of them on JAX. The rest (the learning-rate finder, whose distance
+        :mod:`.distances._backend` compiles) runs eagerly. Should the gradient not trace, the
+        eager step runs instead, and raises the clear error about the model or labels, if any."""
+        compiled = self._compiled(p, x, classes, "first", self._traced_first_gradient)
+        gradient = None
+        if compiled is not None:
+            try:
+                gradient = compiled(state, x, classes)
+            except Exception:  # the eager step below says what is wrong
+                gradient = None
+        if gradient is not None:
+            logits = gradient[1][-1]
+            checks.check_logits(logits, len(x))
+            checks.check_classes_range(classes, logits.shape[-1], p.targeted)
+        return self._iteration(p, state, 0, x, classes, first=True, gradient=gradient)
+
+    def _traced_first_gradient(
+        self, p: "_Problem", state: "ALMAState", x: ep.Tensor, classes: ep.Tensor
+    ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
+        return self._gradient(p, state, 0, x, classes, first=True, traced=True)
+
+    def _traced_step(
+        self, p: "_Problem", state: "ALMAState", i: ep.Tensor, x: ep.Tensor, classes: ep.Tensor
+    ) -> "ALMAState":
+        return self._iteration(p, state, i, x, classes)
+
     # -- compilation --------------------------------------------------------------------------
 
     def _step_function(
         self, problem: "_Problem", x: ep.Tensor, classes: ep.Tensor
     ) -> Callable[..., "ALMAState"]:
-        """The step to call for i >= 1: compiled (tf.function / jax.jit) where asked and
-        possible, else eager. Compiled steps live in :data:`foolbox_alma._compile.STEPS`, per
-        model, input shape, dtype and settings, so later batches, shards and ALMA objects with
-        the same settings reuse the trace."""
-        framework = framework_name(x)
-        if self.compile is False or framework not in ("tensorflow", "jax"):
+        """The step to call for i >= 1: compiled where asked and possible (:meth:`_compiled`),
+        else eager."""
+        compiled = self._compiled(problem, x, classes, "step", self._traced_step)
+        if compiled is None:
 
             def eager(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
                 return self._iteration(problem, state, i, x, classes)
 
             return eager
 
-        key = (framework, tuple(x.shape), str(x.dtype), str(classes.dtype), problem.targeted)
-        compiled = STEPS.get(
-            problem.model, key + (self.settings,), lambda: self._compile(problem, framework)
-        )
-
         def call(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
-            step_index = ep.full(x, (), i).astype(x.dtype)
-            return compiled(state, step_index, x, classes)
+            return compiled(state, ep.full(x, (), i).astype(x.dtype), x, classes)
 
         return call
 
-    def _compile(self, problem: "_Problem", framework: str) -> Callable[..., "ALMAState"]:
-        # The cache holds models weakly: the compiled step reaches its model through a weak
-        # reference only (a strong one would keep every attacked model alive).
-        model = weakref.ref(problem.model)
-        template = problem._replace(model=None)
+    def _compiled(
+        self,
+        problem: "_Problem",
+        x: ep.Tensor,
+        classes: ep.Tensor,
+        kind: str,
+        method: Callable[..., Any],
+    ) -> Optional[Callable[..., Any]]:
+        """``method`` (taking the problem first) compiled with tf.function / jax.jit, or None
+        where the framework has no compiler or ``compile=False``. Compiled functions live in
+        :data:`foolbox_alma._compile.STEPS`, per model, ``kind``, input shape, dtype and
+        settings, so later batches, shards and ALMA objects with the same settings reuse the
+        trace. The cache holds models weakly, and so does the compiled function (a strong
+        reference would keep every attacked model alive)."""
+        framework = framework_name(x)
+        if self.compile is False or framework not in ("tensorflow", "jax"):
+            return None
+        key = (kind, framework, tuple(x.shape), str(x.dtype), str(classes.dtype), problem.targeted)
 
-        def traced(state: "ALMAState", i: ep.Tensor, x: ep.Tensor, classes: ep.Tensor) -> Any:
-            self.trace_count += 1  # runs once per trace, not per call
-            STEPS.traces += 1
-            return self._iteration(template._replace(model=model()), state, i, x, classes)
+        def make() -> Callable[..., Any]:
+            model = weakref.ref(problem.model)
+            template = problem._replace(model=None)
 
-        return compile_step(traced, framework)
+            def traced(*args: Any) -> Any:
+                self.trace_count += 1  # runs once per trace, not per call
+                STEPS.traces += 1
+                return method(template._replace(model=model()), *args)
+
+            return compile_step(traced, framework)
+
+        return STEPS.get(problem.model, key + (self.settings,), make)
 
 
 class ALMAState(NamedTuple):

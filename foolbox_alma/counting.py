@@ -124,6 +124,11 @@ class CountingModel(fb.Model):
         self._identity: Any = None
         self._framework: Optional[str] = None
         self._tf_counts: Any = None
+        if isinstance(model, fb.TensorFlowModel):
+            # its counters now, eagerly: made inside the first compiled step's trace, they would
+            # make TensorFlow trace that step again on its next call
+            self._framework = "tensorflow"
+            self._identity, self._tf_counts = _tensorflow_identity()
 
     @property
     def bounds(self) -> Any:
