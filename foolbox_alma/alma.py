@@ -24,7 +24,18 @@ Two conventions hold everywhere below:
 import dataclasses
 import math
 import weakref
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import eagerpy as ep
 import foolbox as fb
@@ -107,61 +118,50 @@ class ALMASettings:
     )
 
     @classmethod
-    def create(
-        cls,
-        *,
-        distance: Union[str, AttackDistance] = "l2",
-        steps: int = 1000,
-        penalty: Union[str, Penalty, PenaltyFn] = "P2",
-        lr_init: float = 0.1,
-        lr_reduction: float = 0.01,
-        init_lr_distance: Optional[FirstStep] = None,
-        mu_init: float = 1.0,
-        rho_init: float = 1.0,
-        check_steps: int = 10,
-        tau: float = 0.95,
-        gamma: float = 1.2,
-        alpha: Optional[float] = None,
-        alpha_rms: Optional[float] = None,
-        momentum: Optional[float] = None,
-        logit_tolerance: float = 1e-4,
-        levels: Optional[int] = None,
-        compile: Union[str, bool] = "auto",
-    ) -> "ALMASettings":
-        """Checks every value (a ``ValueError`` naming the setting and its valid range) and fills
+    def create(cls, options: Mapping[str, Any]) -> "ALMASettings":
+        """The settings from ``options``: one value per field, as given to :class:`ALMA` (whose
+        signature holds the defaults and their meaning).
+
+        Checks every value (a ``ValueError`` naming the setting and its valid range) and fills
         in the defaults that depend on others (``init_lr_distance`` from the distance, ``alpha``
         from ``steps``, ``alpha_rms`` and ``momentum`` from ``alpha``)."""
-        metric = get_distance(distance)
-        steps = checks.integer_at_least("steps", steps, 1)
+        o, names = options, [field.name for field in dataclasses.fields(cls)]
+        if sorted(o) != sorted(names):
+            raise TypeError(
+                f"ALMASettings.create needs one value for each of {', '.join(names)}; got "
+                f"{', '.join(o) or 'none'}"
+            )
+        metric = get_distance(o["distance"])
+        steps = checks.integer_at_least("steps", o["steps"], 1)
+        init_lr_distance = o["init_lr_distance"]
         if init_lr_distance is None:
             init_lr_distance = metric.init_lr_distance
-        alpha = checks.in_range(
-            "alpha", default_alpha(steps) if alpha is None else alpha, 0, 1, high_closed=False
-        )
-        if compile not in ("auto", True, False):
-            raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
+
+        def fraction(name: str, default: float) -> float:  # in [0, 1); None takes the default
+            value = default if o[name] is None else o[name]
+            return checks.in_range(name, value, 0, 1, high_closed=False)
+
+        alpha = fraction("alpha", default_alpha(steps))
+        if o["compile"] not in ("auto", True, False):
+            raise ValueError(f"compile must be 'auto', True or False, got {o['compile']!r}")
         return cls(
             distance=metric,
             steps=steps,
-            penalty=get_penalty(penalty),
-            lr_init=checks.positive("lr_init", lr_init),
-            lr_reduction=checks.in_range("lr_reduction", lr_reduction, 0, 1, low_closed=False),
+            penalty=get_penalty(o["penalty"]),
+            lr_init=checks.positive("lr_init", o["lr_init"]),
+            lr_reduction=checks.in_range("lr_reduction", o["lr_reduction"], 0, 1, low_closed=False),
             init_lr_distance=checks.first_step("init_lr_distance", init_lr_distance),
-            mu_init=checks.in_range("mu_init", mu_init, MU_MIN, MU_MAX),
-            rho_init=checks.positive("rho_init", rho_init),
-            check_steps=checks.integer_at_least("check_steps", check_steps, 1),
-            tau=checks.in_range("tau", tau, 0, 1),
-            gamma=checks.in_range("gamma", gamma, 1, math.inf, low_closed=False),
+            mu_init=checks.in_range("mu_init", o["mu_init"], MU_MIN, MU_MAX),
+            rho_init=checks.positive("rho_init", o["rho_init"]),
+            check_steps=checks.integer_at_least("check_steps", o["check_steps"], 1),
+            tau=checks.in_range("tau", o["tau"], 0, 1),
+            gamma=checks.in_range("gamma", o["gamma"], 1, math.inf, low_closed=False),
             alpha=alpha,
-            alpha_rms=checks.in_range(
-                "alpha_rms", alpha if alpha_rms is None else alpha_rms, 0, 1, high_closed=False
-            ),
-            momentum=checks.in_range(
-                "momentum", alpha if momentum is None else momentum, 0, 1, high_closed=False
-            ),
-            logit_tolerance=checks.in_range("logit_tolerance", logit_tolerance, 0, math.inf),
-            levels=checks.optional(checks.integer_at_least, "levels", levels, 2),
-            compile=compile,
+            alpha_rms=fraction("alpha_rms", alpha),
+            momentum=fraction("momentum", alpha),
+            logit_tolerance=checks.in_range("logit_tolerance", o["logit_tolerance"], 0, math.inf),
+            levels=checks.optional(checks.integer_at_least, "levels", o["levels"], 2),
+            compile=o["compile"],
         )
 
     def record(self) -> Dict[str, Any]:
@@ -265,24 +265,9 @@ class ALMA(MinimizationAttack):
         progress: bool = False,
         compile: Union[str, bool] = "auto",
     ):
+        arguments = locals()  # as given: the defaults live in this signature alone
         self.settings = ALMASettings.create(
-            distance=distance,
-            steps=steps,
-            penalty=penalty,
-            lr_init=lr_init,
-            lr_reduction=lr_reduction,
-            init_lr_distance=init_lr_distance,
-            mu_init=mu_init,
-            rho_init=rho_init,
-            check_steps=check_steps,
-            tau=tau,
-            gamma=gamma,
-            alpha=alpha,
-            alpha_rms=alpha_rms,
-            momentum=momentum,
-            logit_tolerance=logit_tolerance,
-            levels=levels,
-            compile=compile,
+            {field.name: arguments[field.name] for field in dataclasses.fields(ALMASettings)}
         )
         self.progress = bool(progress)
         self.trace_count = 0  # how often this object traced a compiled step (tests, curiosity)
@@ -446,14 +431,7 @@ class ALMA(MinimizationAttack):
         # Line 9: an RMSProp step with momentum, its learning rate decaying from the step the
         # sample was first found, projected onto the box (and quantised when asked).
         step_lr = exponential_decay(lr, s.lr_reduction, i, step_found, s.steps)
-        direction, (square_avg, momentum_buffer) = rmsprop_update(
-            grad, RMSPropState(state.square_avg, state.momentum_buffer), s.alpha_rms, s.momentum
-        )
-        x_adv = ep.clip(
-            state.x_adv - p.scale * batch_view(step_lr, ndim) * direction, p.lo, p.lo + p.scale
-        )
-        if s.levels is not None:
-            x_adv = _quantise(x_adv, p.lo, p.scale, s.levels)
+        x_adv, (square_avg, momentum_buffer) = _rmsprop_step(p, s, state, grad, step_lr)
         return ALMAState(
             x_adv=x_adv,
             rho=rho,
@@ -716,6 +694,22 @@ def _replace_vanishing_gradients(grad: ep.Tensor) -> ep.Tensor:
     noise_norms = ep.sqrt(ep.square(noise.reshape((len(grad), -1))).sum(axis=-1))
     noise = noise / batch_view(ep.maximum(noise_norms, 1e-12), grad.ndim)
     return ep.where(batch_view(vanishing, grad.ndim), noise, grad)
+
+
+def _rmsprop_step(
+    p: _Problem, s: ALMASettings, state: "ALMAState", grad: ep.Tensor, step_lr: ep.Tensor
+) -> Tuple[ep.Tensor, RMSPropState]:
+    """Line 9 of Algorithm 2: the next ``x_adv`` (an RMSProp step with momentum at the learning
+    rates ``step_lr``, projected onto the box, quantised when asked) and RMSProp's next state."""
+    direction, rms = rmsprop_update(
+        grad, RMSPropState(state.square_avg, state.momentum_buffer), s.alpha_rms, s.momentum
+    )
+    x_adv = ep.clip(
+        state.x_adv - p.scale * batch_view(step_lr, grad.ndim) * direction, p.lo, p.lo + p.scale
+    )
+    if s.levels is not None:
+        x_adv = _quantise(x_adv, p.lo, p.scale, s.levels)
+    return x_adv, rms
 
 
 def _quantise(x_adv: ep.Tensor, lo: float, scale: float, levels: int) -> ep.Tensor:

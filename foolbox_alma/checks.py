@@ -8,13 +8,15 @@ tensors of another framework) become a Foolbox criterion on the inputs' framewor
 """
 
 import math
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Mapping, Optional, Tuple, TypeVar, Union
 
 import eagerpy as ep
 import foolbox as fb
 import numpy as np
 from foolbox.attacks.base import get_criterion
 from foolbox.criteria import Misclassification, TargetedMisclassification
+
+T = TypeVar("T")
 
 
 def check_model_has_gradients(model: Any, x: ep.Tensor) -> None:
@@ -152,6 +154,17 @@ def integer_at_least(name: str, value: Any, minimum: int) -> int:
 
 def optional(check: Any, name: str, value: Optional[Any], *args: Any) -> Optional[Any]:
     return None if value is None else check(name, value, *args)
+
+
+def by_name(table: Mapping[str, T], name: str, what: str, alternative: str) -> T:
+    """``table``'s entry for ``name``, in any case; else a ``ValueError`` that lists the valid names
+    (sorted) and the ``alternative`` to a name (``"unknown distance 'l3'; valid names: ..."``)."""
+    folded = {key.lower(): value for key, value in table.items()}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    raise ValueError(
+        f"unknown {what} {name!r}; valid names: {', '.join(sorted(table))}, or {alternative}"
+    )
 
 
 def _is_real(value: Any) -> bool:

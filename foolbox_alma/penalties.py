@@ -11,6 +11,8 @@ from typing import Callable, Dict, NamedTuple, Optional, Union
 
 import eagerpy as ep
 
+from .checks import by_name
+
 PenaltyFn = Callable[[ep.Tensor, ep.Tensor, ep.Tensor], ep.Tensor]
 
 
@@ -126,13 +128,7 @@ def get_penalty(penalty: Union[str, Penalty, PenaltyFn]) -> Penalty:
     if isinstance(penalty, Penalty):
         return penalty
     if isinstance(penalty, str):
-        key = penalty.upper()
-        if key in PENALTIES:
-            return PENALTIES[key]
-        raise ValueError(
-            f"unknown penalty {penalty!r}; valid names: {', '.join(PENALTIES)}, "
-            "or a callable (y, rho, mu) -> values"
-        )
+        return by_name(PENALTIES, penalty, "penalty", "a callable (y, rho, mu) -> values")
     if callable(penalty):
         name = getattr(penalty, "__name__", type(penalty).__name__)
         return Penalty(name, penalty, None)

@@ -7,6 +7,7 @@ distance, or give it (or its name) to ``ALMA(distance=...)``.
 
 from typing import Dict, Union
 
+from ..checks import by_name
 from .base import AUTO, AttackDistance, FirstStep, ImageDistance, bisect_clip, resolve_channel_axis
 from .ciede2000 import CIEDE2000, ciede2000, ciede2000_distances, delta_e_00
 from .lp import LpDistance, l1, l1_distances, l2, l2_distances
@@ -34,13 +35,7 @@ def get_distance(distance: Union[str, AttackDistance]) -> AttackDistance:
     if isinstance(distance, AttackDistance):
         return distance
     if isinstance(distance, str):
-        key = distance.lower()
-        if key in _BY_NAME:
-            return _BY_NAME[key]
-        raise ValueError(
-            f"unknown distance {distance!r}; valid names: {', '.join(sorted(_BY_NAME))}, "
-            "or an AttackDistance object"
-        )
+        return by_name(_BY_NAME, distance, "distance", "an AttackDistance object")
     raise TypeError(
         f"distance must be a name ({', '.join(sorted(_BY_NAME))}) or an AttackDistance, "
         f"got {type(distance).__name__}"

@@ -161,6 +161,17 @@ def resolve_channel_axis(
     )
 
 
+def check_image_size(distance: str, height: int, width: int, minimum: int, why: str = "") -> None:
+    """The error for images of ``height`` x ``width`` pixels with a side under ``minimum``:
+    "``distance`` needs images of at least ``minimum`` x ``minimum`` pixels (``why``); got ..."."""
+    if min(height, width) < minimum:
+        reason = f" ({why})" if why else ""
+        raise ValueError(
+            f"{distance} needs images of at least {minimum} x {minimum} pixels{reason}; "
+            f"got {height} x {width}"
+        )
+
+
 def _channel_axis_from_shape(shape: Tuple[int, ...]) -> Optional[int]:
     for size in (3, 1):
         axes = [a for a in (1, 2, 3) if shape[a] == size]
@@ -187,6 +198,9 @@ class ImageDistance(AttackDistance):
     """
 
     homogeneous = False
+    _torch_module: Optional[str] = None
+    """The module of this package that holds the distance's PyTorch kernel (``_fast``), if it takes
+    no options: the default :meth:`torch_kernel` loads it."""
 
     def __init__(self, channel_axis: Optional[int] = None, *, bounds: BoundsLike = (0, 1)):
         self.channel_axis = channel_axis
@@ -205,8 +219,9 @@ class ImageDistance(AttackDistance):
     def torch_kernel(self, channel_axis: int) -> Optional[_fast.Kernel]:
         """This distance's eager PyTorch fast path (see ``_fast``), None if it has none: then
         :meth:`image_distances` runs on PyTorch too."""
-        del channel_axis
-        return None
+        if self._torch_module is None:
+            return None
+        return _fast.torch_kernel(self._torch_module, channel_axis)
 
     def compute(self, reference: ep.Tensor, perturbed: ep.Tensor) -> ep.Tensor:
         return self._measure(reference, perturbed, self.bounds, None)

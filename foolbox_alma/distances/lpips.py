@@ -22,7 +22,7 @@ import eagerpy as ep
 import numpy as np
 
 from . import _backend, _fast
-from .base import AUTO, BoundsLike, ImageDistance
+from .base import AUTO, BoundsLike, ImageDistance, check_image_size
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
@@ -171,11 +171,7 @@ def to_network_layout(images: ep.Tensor, channel_axis: int) -> ep.Tensor:
     last = _backend.channels_last(images)
     images = images.transpose((0, *spatial, channel_axis) if last else (0, channel_axis, *spatial))
     height, width = images.shape[1:3] if last else images.shape[2:4]
-    if min(height, width) < MIN_SIZE:
-        raise ValueError(
-            f"LPIPS (AlexNet) needs images of at least {MIN_SIZE} x {MIN_SIZE} pixels; "
-            f"got {height} x {width}"
-        )
+    check_image_size("LPIPS (AlexNet)", height, width, MIN_SIZE)
     if count == 1:
         images = ep.concatenate([images] * 3, axis=-1 if last else 1)
     return images

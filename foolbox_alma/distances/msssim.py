@@ -19,9 +19,8 @@ and the power's infinite slope at 0 is replaced by its chord on [0, FLOOR] to ke
 
 import eagerpy as ep
 
-from . import _fast
-from .base import AUTO, ImageDistance
-from .ssim import WINDOW_SIZE, similarity_terms, to_planes
+from .base import AUTO, ImageDistance, check_image_size
+from .ssim import WINDOW_SIZE, planes_of, similarity_terms
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SCALES = len(WEIGHTS)
@@ -61,19 +60,19 @@ def safe_power(term: ep.Tensor, weight: float) -> ep.Tensor:
 
 def check_size(height: int, width: int) -> None:
     """An error for images too small for five scales."""
-    if min(height, width) < MIN_SIZE:
-        raise ValueError(
-            f"MS-SSIM needs images of at least {MIN_SIZE} x {MIN_SIZE} pixels (its {SCALES} "
-            f"scales halve the size {SCALES - 1} times and the coarsest must hold the "
-            f"{WINDOW_SIZE} x {WINDOW_SIZE} window); got {height} x {width}"
-        )
+    check_image_size(
+        "MS-SSIM",
+        height,
+        width,
+        MIN_SIZE,
+        f"its {SCALES} scales halve the size {SCALES - 1} times and the coarsest must hold the "
+        f"{WINDOW_SIZE} x {WINDOW_SIZE} window",
+    )
 
 
 def msssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
     """MS-SSIM of each channel, shape (N, C), for images in [0, 1] of at least 161 x 161 pixels."""
-    n, channels = reference.shape[0], reference.shape[channel_axis]
-    x, y = to_planes(reference, channel_axis), to_planes(perturbed, channel_axis)
-    check_size(*x.shape[1:])
+    x, y, per_channel = planes_of(reference, perturbed, channel_axis, check_size)
     product = None
     for scale, weight in enumerate(WEIGHTS):
         if scale:
@@ -84,7 +83,7 @@ def msssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis:
         factor = safe_power(term, weight)
         product = factor if product is None else product * factor
     assert product is not None
-    return product.reshape((n, channels))
+    return product.reshape(per_channel)
 
 
 def msssim_distances(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
@@ -120,14 +119,12 @@ class MSSSIM(ImageDistance):
 
     name = "msssim"
     init_lr_distance = AUTO
+    _torch_module = "_torch_msssim"
 
     def image_distances(
         self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int
     ) -> ep.Tensor:
         return msssim_distances(reference, perturbed, channel_axis)
-
-    def torch_kernel(self, channel_axis: int) -> _fast.Kernel:
-        return _fast.torch_kernel("_torch_msssim", channel_axis)
 
 
 msssim = MSSSIM()

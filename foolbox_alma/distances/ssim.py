@@ -9,13 +9,13 @@ then crops a 5-pixel border, which leaves exactly the valid pixels. The Gaussian
 two 1-d blurs per image, written as matrix products (plain EagerPy).
 """
 
-from typing import Dict, Hashable, Tuple
+from typing import Callable, Dict, Hashable, Tuple
 
 import eagerpy as ep
 import numpy as np
 
-from . import _backend, _fast
-from .base import AUTO, ImageDistance
+from . import _backend
+from .base import AUTO, ImageDistance, check_image_size
 
 WINDOW_SIZE = 11
 SIGMA = 1.5
@@ -84,20 +84,27 @@ def similarity_terms(x: ep.Tensor, y: ep.Tensor) -> Tuple[ep.Tensor, ep.Tensor]:
 
 def check_size(height: int, width: int) -> None:
     """An error for images smaller than the window."""
-    if min(height, width) < WINDOW_SIZE:
-        raise ValueError(
-            f"SSIM needs images of at least {WINDOW_SIZE} x {WINDOW_SIZE} pixels (its window); "
-            f"got {height} x {width}"
-        )
+    check_image_size("SSIM", height, width, WINDOW_SIZE, "its window")
+
+
+def planes_of(
+    reference: ep.Tensor,
+    perturbed: ep.Tensor,
+    channel_axis: int,
+    check_size: Callable[[int, int], None],
+) -> Tuple[ep.Tensor, ep.Tensor, Tuple[int, int]]:
+    """Both batches as (N * C, H, W) planes (:func:`to_planes`), their size checked by
+    ``check_size``, and (N, C): the shape that per-plane values fold back to."""
+    x, y = to_planes(reference, channel_axis), to_planes(perturbed, channel_axis)
+    check_size(*x.shape[1:])
+    return x, y, (reference.shape[0], reference.shape[channel_axis])
 
 
 def ssim_per_channel(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
     """Mean SSIM of each channel, shape (N, C), for images in [0, 1]."""
-    n, channels = reference.shape[0], reference.shape[channel_axis]
-    x, y = to_planes(reference, channel_axis), to_planes(perturbed, channel_axis)
-    check_size(*x.shape[1:])
+    x, y, per_channel = planes_of(reference, perturbed, channel_axis, check_size)
     similarity, _ = similarity_terms(x, y)
-    return similarity.reshape((n, channels))
+    return similarity.reshape(per_channel)
 
 
 def ssim_distances(reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int) -> ep.Tensor:
@@ -118,6 +125,7 @@ class SSIM(ImageDistance):
     """
 
     name = "ssim"
+    _torch_module = "_torch_ssim"
     init_lr_distance = AUTO
     """The paper's L2 first step, SSIM measured in its units (``ALMA(init_lr_distance="auto")``):
     on the colour zoo model, smaller medians than the value calibrated before in SSIM's units
@@ -127,9 +135,6 @@ class SSIM(ImageDistance):
         self, reference: ep.Tensor, perturbed: ep.Tensor, channel_axis: int
     ) -> ep.Tensor:
         return ssim_distances(reference, perturbed, channel_axis)
-
-    def torch_kernel(self, channel_axis: int) -> _fast.Kernel:
-        return _fast.torch_kernel("_torch_ssim", channel_axis)
 
 
 ssim = SSIM()

@@ -4,7 +4,7 @@ Importing this module imports no framework."""
 
 import hashlib
 import importlib.resources
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -41,6 +41,35 @@ def weights_sha256(weights: Weights) -> str:
     return digest.hexdigest()
 
 
+def checked_weights(
+    weights: Weights, shapes: Mapping[str, Tuple[int, ...]], label: str
+) -> Dict[str, np.ndarray]:
+    """``weights`` as float32 arrays in ``shapes``' order; a ValueError that names the missing,
+    unexpected and misshapen entries (``label``: whose weights) otherwise."""
+    missing = sorted(set(shapes) - set(weights))
+    unexpected = sorted(set(weights) - set(shapes))
+    if missing or unexpected:
+        raise ValueError(f"{label}: missing keys {missing}, unexpected keys {unexpected}")
+    wrong = {k: np.shape(weights[k]) for k, s in shapes.items() if np.shape(weights[k]) != s}
+    if wrong:
+        expected = {k: shapes[k] for k in wrong}
+        raise ValueError(f"{label}: wrong shapes {wrong}, expected {expected}")
+    return {k: np.asarray(weights[k], dtype=np.float32) for k in shapes}
+
+
+def heldout_count(n: Optional[int], offset: int, size: int, images: str) -> int:
+    """How many of ``size`` held-out ``images`` (a phrase for the error) ``n`` and ``offset``
+    take: all remaining after ``offset`` when ``n`` is None; a ValueError outside the set."""
+    if n is None:
+        n = size - offset
+    if offset < 0 or n < 0 or offset + n > size:
+        raise ValueError(
+            f"offset={offset}, n={n} outside the {size} {images} "
+            f"(need 0 <= offset and offset + n <= {size})"
+        )
+    return n
+
+
 def canonical_framework(framework: str) -> str:
     """``"pytorch"``, ``"tensorflow"`` or ``"jax"`` for any alias (``"torch"``, ``"tf"``)."""
     try:
@@ -60,6 +89,20 @@ def checked_data_format(framework: str, data_format: Optional[str]) -> str:
     if framework == "pytorch" and data_format != "channels_first":
         raise ValueError("the PyTorch zoo models take channels_first (N, C, H, W) inputs only")
     return data_format
+
+
+def jax_forward(apply: Callable[[Any, Any], Any], params: Any, data_format: str) -> Any:
+    """The function ``images -> apply(params, images)`` (what ``fb.JAXModel`` takes), with the
+    attributes ``params``, ``apply`` and ``data_format``: its parts, for code that wants the pure
+    ``(params, images)`` form."""
+
+    def forward(images: Any) -> Any:
+        return apply(params, images)
+
+    forward.params = params  # type: ignore[attr-defined]
+    forward.apply = apply  # type: ignore[attr-defined]
+    forward.data_format = data_format  # type: ignore[attr-defined]
+    return forward
 
 
 def native_tensors(

@@ -64,7 +64,9 @@ from .._runtime import TensorFlowModel
 from ._common import (
     Weights,
     checked_data_format,
+    checked_weights,
     data_file,
+    jax_forward,
     read_npz,
     weights_sha256,
 )
@@ -285,17 +287,8 @@ def checked(
     """``weights`` as float32 arrays in :func:`parameter_shapes` order; a ValueError that names the
     missing, unexpected and misshapen entries otherwise. PyTorch's ``num_batches_tracked`` counters
     are dropped (inference does not read them)."""
-    expected = architecture.parameter_shapes()
     given = {k: v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"{label}: missing keys {missing}, unexpected keys {unexpected}")
-    wrong = {k: np.shape(given[k]) for k, s in expected.items() if np.shape(given[k]) != s}
-    if wrong:
-        shapes = {k: expected[k] for k in wrong}
-        raise ValueError(f"{label}: wrong shapes {wrong}, expected {shapes}")
-    return {k: np.asarray(given[k], dtype=np.float32) for k in expected}
+    return checked_weights(given, architecture.parameter_shapes(), label)
 
 
 def _weights_or_default(weights: Optional[Weights]) -> Dict[str, np.ndarray]:
@@ -714,14 +707,7 @@ def jax_resnet(
     data_format = checked_data_format("jax", data_format)
     bound = jax_params_of(architecture, params)
     apply = jax.jit(functools.partial(resnet_apply, architecture, data_format=data_format))
-
-    def forward(images: Any) -> Any:
-        return apply(bound, images)
-
-    forward.params = bound  # type: ignore[attr-defined]
-    forward.apply = apply  # type: ignore[attr-defined]
-    forward.data_format = data_format  # type: ignore[attr-defined]
-    return forward
+    return jax_forward(apply, bound, data_format)
 
 
 def jax_params(weights: Optional[Weights] = None) -> Dict[str, Any]:

@@ -76,7 +76,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from ._common import Weights, data_file, read_npz
+from ._common import Weights, data_file, heldout_count, read_npz
 from .resnet import (
     BN_STATISTICS,
     Conv,
@@ -253,13 +253,7 @@ def load_heldout(n: Optional[int] = None, offset: int = 0) -> Tuple[np.ndarray, 
     Returns:
         ``(images, labels)``: float32 ``(n, 3, 224, 224)`` in [0, 1] and int64 ``(n,)``.
     """
-    if n is None:
-        n = HELDOUT_SIZE - offset
-    if offset < 0 or n < 0 or offset + n > HELDOUT_SIZE:
-        raise ValueError(
-            f"offset={offset}, n={n} outside the {HELDOUT_SIZE} images of {NAME} "
-            f"(need 0 <= offset and offset + n <= {HELDOUT_SIZE})"
-        )
+    n = heldout_count(n, offset, HELDOUT_SIZE, f"images of {NAME}")
     images = sample_images()[offset : offset + n].astype(np.float32) / np.float32(255)
     return images, heldout_labels()[offset : offset + n]
 

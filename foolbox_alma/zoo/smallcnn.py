@@ -32,8 +32,7 @@ import foolbox as fb
 import numpy as np
 
 from .._runtime import TensorFlowModel
-from ._common import HELDOUT_SIZE, Weights, native_tensors
-from ._common import canonical_framework as _framework
+from ._common import HELDOUT_SIZE, Weights, checked_weights, heldout_count, jax_forward
 from ._common import checked_data_format as _data_format
 from ._common import data_file as _data_file
 from ._common import read_npz as _read_npz
@@ -135,13 +134,7 @@ def load_heldout(
             f"unknown zoo model or data set {name!r}; available: "
             + ", ".join([*ARCHITECTURES, *sorted(set(HELDOUT_DATA.values()))])
         )
-    if n is None:
-        n = HELDOUT_SIZE - offset
-    if offset < 0 or n < 0 or offset + n > HELDOUT_SIZE:
-        raise ValueError(
-            f"offset={offset}, n={n} outside the {HELDOUT_SIZE} held-out images "
-            f"(need 0 <= offset and offset + n <= {HELDOUT_SIZE})"
-        )
+    n = heldout_count(n, offset, HELDOUT_SIZE, "held-out images")
     data = _read_npz(_data_file(f"{dataset}_heldout.npz"))
     images = data["images"][offset : offset + n].astype(np.float32) / 255.0
     labels = data["labels"][offset : offset + n].astype(np.int64)
@@ -206,16 +199,7 @@ def architecture(weights: Weights) -> Architecture:
 
 
 def _checked(weights: Weights, label: str = "weights") -> Dict[str, np.ndarray]:
-    shapes = parameter_shapes(architecture(weights))
-    missing = sorted(set(shapes) - set(weights))
-    unexpected = sorted(set(weights) - set(shapes))
-    if missing or unexpected:
-        raise ValueError(f"{label}: missing keys {missing}, unexpected keys {unexpected}")
-    wrong = {k: np.shape(weights[k]) for k, s in shapes.items() if np.shape(weights[k]) != s}
-    if wrong:
-        expected = {k: shapes[k] for k in wrong}
-        raise ValueError(f"{label}: wrong shapes {wrong}, expected {expected}")
-    return {k: np.asarray(weights[k], dtype=np.float32) for k in shapes}
+    return checked_weights(weights, parameter_shapes(architecture(weights)), label)
 
 
 def _weights_or_default(weights: Optional[Weights]) -> Dict[str, np.ndarray]:
@@ -374,38 +358,17 @@ def smallcnn_jax(
     data_format = _data_format("jax", data_format)
     params = jax_params(weights)
     apply = jax.jit(functools.partial(smallcnn_apply, data_format=data_format))
-
-    def forward(images: Any) -> Any:
-        return apply(params, images)
-
-    forward.params = params  # type: ignore[attr-defined]
-    forward.apply = apply  # type: ignore[attr-defined]
-    forward.data_format = data_format  # type: ignore[attr-defined]
-    return forward
+    return jax_forward(apply, params, data_format)
 
 
 # --- Foolbox --------------------------------------------------------------------------------------
 
 
 def foolbox_model(
-    framework: str = "pytorch",
-    name: str = "smallcnn",
-    data_format: Optional[str] = None,
-    *,
-    weights: Optional[Weights] = None,
+    framework: str, name: str, data_format: str, weights: Optional[Weights] = None
 ) -> Any:
-    """A Foolbox model (bounds (0, 1)) of a zoo network in ``framework``.
-
-    Args:
-        framework: ``"pytorch"`` (or ``"torch"``), ``"tensorflow"`` (or ``"tf"``), ``"jax"``.
-        name: zoo model name (``ARCHITECTURES``).
-        data_format: input layout; None takes the framework's default (``DEFAULT_DATA_FORMAT``:
-            channels_first for PyTorch and JAX, channels_last for TensorFlow). The result's
-            ``data_format`` property reports it.
-        weights: parameters in archive layout, overriding ``load_weights(name)``.
-    """
-    framework = _framework(framework)
-    data_format = _data_format(framework, data_format)
+    """The Foolbox model (bounds (0, 1)) of the SmallCNN ``name``: :func:`.registry.foolbox_model`
+    for this family (it checks ``framework`` and ``data_format`` and gives their canonical names)."""
     params = load_weights(name) if weights is None else _checked(weights)
     if framework == "pytorch":
         return fb.PyTorchModel(smallcnn_torch(params), bounds=(0, 1))
@@ -413,23 +376,3 @@ def foolbox_model(
         model = smallcnn_tensorflow(params, data_format=data_format)
         return TensorFlowModel(model, bounds=(0, 1), data_format=data_format)
     return fb.JAXModel(smallcnn_jax(params, data_format), bounds=(0, 1), data_format=data_format)
-
-
-def heldout_for(
-    framework: str = "pytorch",
-    data_format: Optional[str] = None,
-    n: Optional[int] = None,
-    offset: int = 0,
-    *,
-    model: str = "smallcnn",
-) -> Tuple[Any, Any]:
-    """:func:`load_heldout` of ``model`` as ``framework``'s native tensors, in ``data_format`` layout.
-
-    Returns ``(images, labels)``: float32 images in [0, 1], ``(n, C, H, W)`` or ``(n, H, W, C)``
-    (the framework's default layout when ``data_format`` is None; ``C, H, W`` = ``1, 28, 28`` for
-    the MNIST models, ``3, 32, 32`` for the colour ones), and integer labels.
-    """
-    framework = _framework(framework)
-    data_format = _data_format(framework, data_format)
-    images, labels = load_heldout(model, n, offset)
-    return native_tensors(framework, data_format, images, labels)
