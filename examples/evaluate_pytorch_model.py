@@ -10,7 +10,10 @@ the package (an .npz file with arrays x and y, or a folder of images per class, 
 The same from the command line:
 
     foolbox-alma evaluate --model examples/models/mnist_net.py:build --data mnist-heldout \\
-        --limit 200 --steps 100 --epsilons 1,1.5,2 --out evaluation/mnist_net
+        --limit 200 --steps 100 --epsilons 1,1.5,2
+
+Both write to the folder named after the run (evaluation/mnist_net-build-mnist-heldout-alma-l2-100-
+and 8 hex digits of the run's identity), so other settings never land in the same folder.
 """
 
 import argparse
@@ -23,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 parser = argparse.ArgumentParser()
 parser.add_argument("--images", type=int, default=200)
 parser.add_argument("--steps", type=int, default=100)
-parser.add_argument("--out", default="evaluation/mnist_net")
+parser.add_argument("--out", default="auto")  # "auto": named after the run
 args = parser.parse_args()
 
 result = foolbox_alma.evaluate(

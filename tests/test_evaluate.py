@@ -230,3 +230,24 @@ def test_cli_takes_auto_or_a_number_as_first_step(capsys):
     with pytest.raises(SystemExit):
         parsed("fast")
     assert "expected 'auto' or a number" in capsys.readouterr().err
+
+
+def test_the_plot_title_fits_in_the_figure(tmp_path):
+    """A long run title (a model path, the data's name) is wrapped inside the figure. Catches: the
+    README's robust-accuracy figure with 'mnist-heldout' cut off at the right edge."""
+    from foolbox_alma.pipeline.result import EvaluationResult
+
+    n = 5
+    result = EvaluationResult(indices=np.arange(n), labels=np.zeros(n, np.int64), targets=None,
+                              clean_prediction=np.zeros(n, np.int64),
+                              adversarial_prediction=np.ones(n, np.int64),
+                              success=np.ones(n, bool), distance=np.linspace(0.5, 2.5, n),
+                              shard=np.zeros(n, np.int64), epsilons=[1.0])  # fmt: skip
+    result.summary = {"distance": "l2", "title": "ALMA L2, 100 steps, on "
+                      "examples/models/mnist_net.py:build, 1000 samples of mnist-heldout"}  # fmt: skip
+    figure = result.plot()
+    figure.canvas.draw()
+    title = figure.axes[0].title
+    box = title.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= figure.bbox.x1, (box, figure.bbox)
+    assert "mnist-heldout" in title.get_text()

@@ -6,6 +6,11 @@ SmallCNN), and loads its weights from a file; this example reads the weights shi
 foolbox-alma, where your code would read your own checkpoint (torch.load(...)).
 
     foolbox-alma evaluate --model examples/models/mnist_net.py:build --data mnist-heldout
+
+network() returns the bare torch.nn.Module instead, for the form where evaluate wraps it:
+
+    foolbox-alma evaluate --model examples/models/mnist_net.py:network --bounds 0,1 \
+        --data mnist-heldout
 """
 
 import foolbox as fb
@@ -56,7 +61,12 @@ def load_checkpoint(net: MnistNet) -> None:
             parameter.copy_(torch.from_numpy(np.asarray(array)))
 
 
-def build() -> fb.PyTorchModel:
+def network() -> MnistNet:
+    """The network alone, in evaluation mode: `--bounds 0,1` has it wrapped as build() does."""
     net = MnistNet()
     load_checkpoint(net)
-    return fb.PyTorchModel(net.eval(), bounds=(0, 1))
+    return net.eval()
+
+
+def build() -> fb.PyTorchModel:
+    return fb.PyTorchModel(network(), bounds=(0, 1))

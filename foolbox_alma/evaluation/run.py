@@ -107,7 +107,7 @@ def evaluate(
             it is; zoo models and TorchScript files on the CPU). A model on another device, or
             ``cuda`` without a GPU, is an error; with Ray, one GPU per task.
         out: Output folder (samples.csv, summary.json, robust_accuracy.png, report.md, shards);
-            ``"auto"``: ``evaluation/<model>-<data>-<attack>-<digest>``, named after the run
+            ``"auto"``: ``evaluation/<model>-<data>-<attack>-<steps>-<digest>``, named after the run
             (the digest is the run's identity's: model and its weights, data, attack, seed...),
             so that two different runs never share a folder; None keeps everything in memory.
         ray: False/None: in this process. True or ``"local"``: a local Ray instance (or the
@@ -415,7 +415,7 @@ def _used(shards: Sequence[ShardResult]) -> Dict[str, Any]:
 
 
 def default_out(inputs: _Inputs, identity: Dict[str, Any]) -> str:
-    """``evaluation/<model>-<data>-<attack>-<digest>``: the model file and function (or zoo
+    """``evaluation/<model>-<data>-<attack>-<steps>-<digest>``: the model file and function (or zoo
     name), the data, the attack and budget, and 8 hex digits of the run's identity, so that runs
     of other models, weights, data, selections or settings never share a folder."""
     spec, data = inputs.spec, inputs.dataset

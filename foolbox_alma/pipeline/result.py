@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -18,6 +19,9 @@ import numpy as np
 from .. import metrics
 from .._io import json_text, markdown_table, write_atomic
 from .engine import ShardResult
+
+TITLE_WIDTH = 70
+"""Characters per line of the plot's title (6-inch figure, 9-point font)."""
 
 
 @dataclass
@@ -153,7 +157,9 @@ class EvaluationResult(metrics.PerSampleMetrics):
         ax.set_ylabel("robust accuracy (%)")
         ax.grid(True, linestyle="--", color="lightgray")
         ax.legend(fontsize=8)
-        ax.set_title(title or self.summary.get("title", "robust accuracy"), fontsize=9)
+        # wrapped: a run's title (attack, model path, data) is often wider than the figure
+        title = title or self.summary.get("title", "robust accuracy")
+        ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=9)
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=110)
