@@ -414,7 +414,7 @@ class ALMA(MinimizationAttack):
         s = self.settings
         # Lines 3-8: g = dL/dx~ of the augmented Lagrangian, and what it measured on the way.
         if gradient is None:
-            gradient = self._gradient(p, state, i, x, classes, first)
+            gradient = self._gradient(p, x, classes, state, i, first=first)
         grad, (dlr, dist, rho, mu, prev_dlr, logit_scale, _) = gradient
         lr, unit, exponent = state.lr, state.distance_unit, state.distance_exponent
         if first and s.init_lr_distance != 0:  # each sample's first step moves it this far
@@ -452,11 +452,12 @@ class ALMA(MinimizationAttack):
     def _gradient(
         self,
         p: "_Problem",
-        state: "ALMAState",
-        i: Any,
         x: ep.Tensor,
         classes: ep.Tensor,
-        first: bool = False,
+        state: "ALMAState",
+        i: Any,
+        *,
+        first: bool,
         traced: bool = False,
     ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
         """Lines 3-8 of iteration ``i``: the gradient of the augmented Lagrangian in the [0, 1]
@@ -532,7 +533,7 @@ class ALMA(MinimizationAttack):
     def _traced_first_gradient(
         self, p: "_Problem", state: "ALMAState", x: ep.Tensor, classes: ep.Tensor
     ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
-        return self._gradient(p, state, 0, x, classes, first=True, traced=True)
+        return self._gradient(p, x, classes, state, 0, first=True, traced=True)
 
     def _traced_step(
         self, p: "_Problem", state: "ALMAState", i: ep.Tensor, x: ep.Tensor, classes: ep.Tensor
