@@ -193,7 +193,8 @@ def main(argv: List[str]) -> int:
             f"python scripts/bench_perceptual.py --model {args.model} --steps {steps} "
             f"--images {n} --seed {args.seed} --out {args.out}"
         )
-        figure = Path("docs") / f"bench_perceptual-{steps}.png"
+        suffix = "" if args.model == "colour-cnn" else f"-{args.model}"
+        figure = Path("docs") / f"bench_perceptual{suffix}-{steps}.png"
         shutil.copyfile(Path(out) / "robust_accuracy.png", figure)
         sections.append(report.markdown_report(run, title, figure=str(figure)))
     if args.write:
