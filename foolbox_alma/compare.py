@@ -374,10 +374,12 @@ def format_table(comparison: Comparison) -> str:
     """The runs as a Markdown table, then the per-sample disagreements with the reference."""
     first = comparison.reference
     name = first.distance.upper()
-    header = ["framework", "layout", "ASR (%)", f"median {name}", "forwards / backwards"]
+    zoo_only = all(r.model in zoo.ARCHITECTURES for r in comparison.runs)
+    what = "framework" if zoo_only else "model"
+    header = [what, "layout", "ASR (%)", f"median {name}", "forwards / backwards"]
     rows = [
         [
-            r.name,
+            r.name if zoo_only else f"{r.model} ({r.framework})",
             r.data_format.replace("channels_", "channels-"),
             f"{100 * r.asr:.2f}",
             format_median(r.median, 5),
@@ -389,7 +391,6 @@ def format_table(comparison: Comparison) -> str:
     lines = [markdown_table(header + ["seconds"], rows)]
     if not comparison.disagreements:
         lines.append("")
-        what = "framework" if first.model in zoo.ARCHITECTURES else "model"
         lines.append(f"only one {what}: nothing to compare")
         return "\n".join(lines)
     lines.append("")
@@ -470,6 +471,8 @@ def main(args: argparse.Namespace) -> int:
     zoo_only = all(text in zoo.ARCHITECTURES for text in models)
     if args.data is None and zoo_only and not 1 <= args.images <= zoo.smallcnn.HELDOUT_SIZE:
         raise ValueError(f"--images must be between 1 and 1000, got {args.images}")
+    if args.images < 1:  # else, with --data, the data loader's "limit must be ..." names no flag
+        raise ValueError(f"--images must be at least 1, got {args.images}")
     data = args.data or (f"{models[0]}-heldout" if zoo_only else None)
     if data is None:
         raise ValueError("--data is needed for models that are not zoo names")

@@ -101,6 +101,24 @@ def test_disagreement_of_known_runs() -> None:
     assert Comparison([reference, fake_run("tf", [1.0, 2.0, 3.0, 4.01], [True] * 4)]).medians_agree
 
 
+def test_table_names_models_when_not_only_the_zoo() -> None:
+    # rows of model specs are "spec (framework)": the first column is then a model, not a
+    # framework (a zoo model among them is named the same way)
+    zoo_run = fake_run("pytorch", [1.0, 2.0], [True, True])
+    torch_file = fake_run("pytorch", [1.0, 2.0], [True, True])
+    torch_file.model = "net.py:build"
+    keras_file = fake_run("tensorflow", [1.0, 2.0], [True, True])
+    keras_file.model = "net.keras"
+    table = format_table(Comparison([torch_file, keras_file]))
+    assert table.startswith("| model | layout |")
+    assert "| net.keras (tensorflow) | channels-first |" in table
+    assert "Largest per-sample disagreement with net.py:build (pytorch)" in table
+    mixed = format_table(Comparison([zoo_run, keras_file]))
+    assert mixed.startswith("| model | layout |") and "| smallcnn (pytorch) |" in mixed
+    assert format_table(Comparison([zoo_run])).startswith("| framework | layout |")
+    assert format_table(Comparison([keras_file])).endswith("only one model: nothing to compare")
+
+
 def test_parse_frameworks_aliases_and_errors() -> None:
     installed = [f for f in FRAMEWORKS if available(f)]
     assert parse_frameworks(None) == installed
@@ -224,6 +242,11 @@ def test_compare_cli_rejects_bad_flags() -> None:
     assert out.returncode == 2 and "unknown framework 'mxnet'" in out.stderr
     out = run_cli("compare", "--images", "0")
     assert out.returncode == 2 and "--images must be between 1 and 1000" in out.stderr
+    out = run_cli(
+        "compare", "--model", "tests/evaluate_fixtures/loader_models.py:torch_model", "--data",
+        "mnist-heldout", "--images", "0",
+    )  # fmt: skip
+    assert out.returncode == 2 and "--images must be at least 1, got 0" in out.stderr
     out = run_cli("compare", "--model", "resnet50")  # any model spec is taken: this is none
     assert (
         out.returncode == 2 and "unknown model spec 'resnet50'; accepted: a zoo name" in out.stderr
