@@ -87,25 +87,6 @@ def write_random_alexnet(torch_home: Path, seed: int) -> Path:
     return path
 
 
-def splice(benchmarks: Path, section: str, text: str) -> None:
-    """Replaces the ``## `` section of ``benchmarks`` whose title starts with ``section`` (and
-    the sections right after it with the same prefix) by ``text``; appends when none does."""
-    lines = benchmarks.read_text().splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.startswith(f"## {section}")), None)
-    if start is None:
-        new = "\n".join(lines).rstrip() + "\n\n" + text.rstrip() + "\n"
-    else:
-        end = start + 1
-        while end < len(lines) and not (
-            lines[end].startswith("## ") and not lines[end].startswith(f"## {section}")
-        ):
-            end += 1
-        new = "\n".join(lines[:start] + text.rstrip().splitlines() + [""] + lines[end:]) + "\n"
-    partial = benchmarks.with_name(benchmarks.name + ".partial")
-    partial.write_text(new)
-    os.replace(partial, benchmarks)
-
-
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="colour-cnn")
@@ -198,7 +179,7 @@ def main(argv: List[str]) -> int:
         shutil.copyfile(Path(out) / "robust_accuracy.png", figure)
         sections.append(report.markdown_report(run, title, figure=str(figure)))
     if args.write:
-        splice(Path("BENCHMARKS.md"), args.section, "\n".join(sections))
+        report.splice_section(Path("BENCHMARKS.md"), args.section, "\n".join(sections))
         print("wrote BENCHMARKS.md")
     else:
         print("\n".join(sections))

@@ -66,6 +66,15 @@ def arguments() -> argparse.Namespace:
         "that idle threads do not spin)",
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--collect",
+        nargs="+",
+        metavar="JSON",
+        help="measure nothing: the speed section of BENCHMARKS.md from these --json files",
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="with --collect: splice it into BENCHMARKS.md"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # floor | ours:<d> | adv_lib:<d>
     return parser.parse_args()
 
@@ -185,6 +194,22 @@ def ratios(seconds: Dict[str, List[float]]) -> Dict[str, Dict[str, float]]:
     return out
 
 
+def peak_of(run: Callable[[], None]) -> float:
+    """Peak resident memory (bytes) while ``run`` runs: the process's peak is reset first (Linux's
+    ``clear_refs``), so that imports and the model's loading, the same for every run, do not
+    hide the run's own peak; where it cannot be reset, the process's peak so far."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        run()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0  # KiB on Linux
+    run()
+    with open("/proc/self/status") as f:
+        peak_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return peak_kib * 1024.0
+
+
 def peak_memory(args: argparse.Namespace, names: List[str]) -> Dict[str, float]:
     """Peak resident memory (bytes) of a child process running only ``name``, for each name."""
     peaks = {}
@@ -199,38 +224,45 @@ def peak_memory(args: argparse.Namespace, names: List[str]) -> Dict[str, float]:
 
 def main() -> int:
     args = arguments()
+    if args.collect:
+        return collect(args.collect, args.write)
     limit_threads(args.framework, args.threads)
     distances = [d for d in args.distances.split(",") if d]
     fmodel, module, x, y = model_and_data(args.framework, args.model, args.batch)
     adv_lib = not args.no_adv_lib and args.framework == "pytorch" and _importable("adv_lib")
     functions = runners(fmodel, module, x, y, distances, args.steps, adv_lib)
     if args.child:
-        functions[args.child]()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # KiB on Linux
+        print(peak_of(functions[args.child]))
         return 0
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     table = ratios(time_rounds(functions, args.rounds, clock))
     batch_bytes = ep.astensor(x).numpy().nbytes
     peaks = peak_memory(args, list(functions)) if args.memory else {}
-    report(args, table, peaks, batch_bytes, started)
+    record = {"args": vars(args), "ratios": table, "peaks": peaks, "started": started,
+              "batch_bytes": batch_bytes, "machine": _machine(), "load": _load()}  # fmt: skip
+    print(run_text(record))
     if args.json:
-        record = {"args": vars(args), "ratios": table, "peaks": peaks, "started": started,
-                  "batch_bytes": batch_bytes, "machine": _machine()}  # fmt: skip
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
     return 0
 
 
-def report(
-    args: argparse.Namespace,
-    table: Dict[str, Dict[str, float]],
-    peaks: Dict[str, float],
-    batch_bytes: int,
-    started: str,
-) -> None:
+def command_of(args: Dict[str, Any]) -> str:
+    """The command line that made a run (from its recorded arguments)."""
+    words = ["python scripts/bench_speed.py"]
+    for flag in ("framework", "model", "batch", "steps", "rounds", "distances", "threads", "clock"):
+        words.append(f"--{flag} {args[flag]}")
+    words += [f"--{flag.replace('_', '-')}" for flag in ("no_adv_lib", "memory") if args[flag]]
+    return " ".join(words)
+
+
+def run_text(record: Dict[str, Any]) -> str:
+    """One run: its title, command, date, machine and load, and the table of ratios (with peak
+    memory over the floor's, in copies of the input batch, when measured)."""
     from foolbox_alma._io import markdown_table
 
+    args, table, peaks = record["args"], record["ratios"], record["peaks"]
     header = ["run", "ALMA / floor (median [min, max])", "amortised", "seconds (median)"]
     if peaks:
         header.append("peak memory over the floor's (input batches)")
@@ -239,15 +271,49 @@ def report(
         row = [name, f"{r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}]",
                f"{r['amortised']:.3f}", f"{r['seconds']:.2f}"]  # fmt: skip
         if peaks:
-            row.append(f"{(peaks[name] - peaks['floor']) / batch_bytes:+.1f}")
+            row.append(f"{(peaks[name] - peaks['floor']) / record['batch_bytes']:+.1f}")
         rows.append(row)
-    print(
-        f"{args.model} ({args.framework}), batch {args.batch}, {args.steps} steps, "
-        f"{args.rounds} rounds, {args.threads} thread(s), {args.clock} time; {started}; "
-        f"{_machine()['cpu']}; "
-        f"load average {_load()}"
-    )
-    print(markdown_table(header, rows))
+    return "\n".join([
+        f"### {args['model']} ({args['framework']}), batch {args['batch']}, {args['steps']} steps, "
+        f"{args['threads']} thread(s)",
+        "",
+        f"`{command_of(args)}` (with `OMP_WAIT_POLICY=PASSIVE`): {args['rounds']} interleaved "
+        f"rounds, {args['clock']} time; started {record['started']}; {record['machine']['cpu']}, "
+        f"load average (1, 5, 15 min) {record.get('load', 'not recorded')} at the end",
+        "",
+        markdown_table(header, rows),
+        "",
+    ])  # fmt: skip
+
+
+SECTION = "Speed: ALMA over the model's own passes"
+
+
+def collect(paths: List[str], write: bool) -> int:
+    """The speed section of BENCHMARKS.md from runs of this script (their ``--json`` files)."""
+    from pathlib import Path
+
+    from foolbox_alma.bench.report import splice_section
+
+    records = [json.loads(Path(p).read_text()) for p in paths]
+    text = "\n".join([f"## {SECTION}", "", INTRO, ""] + [run_text(r) for r in records])
+    if write:
+        splice_section(Path("BENCHMARKS.md"), SECTION, text)
+        print("wrote BENCHMARKS.md")
+    else:
+        print(text)
+    return 0
+
+
+INTRO = """Written by `python scripts/bench_speed.py --collect RUN.json ... --write` from the runs
+below (each made by the command shown, with `--json`). Each run times, interleaved round by round
+in one process, the floor (`steps` plain forward+backward passes of the model, compiled on
+TensorFlow and JAX) and ALMA with each distance (`steps` steps, one attack object for the whole
+run: on TensorFlow and JAX the first round includes tracing and compiling its step), and on
+PyTorch adv_lib's ALMA with the same settings. Ratios are ALMA's time over the floor's in the same
+round: the median over rounds with its range, and the amortised ratio (all rounds' time over all
+rounds' floor). Peak memory (`--memory`): each run once more in its own child process, its peak
+resident memory over the floor's, in copies of the input batch."""
 
 
 def _importable(module: str) -> bool:

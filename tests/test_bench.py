@@ -503,12 +503,19 @@ def test_random_alexnet_checkpoint_is_seeded_and_loads_as_torchvisions(tmp_path,
 
 
 def test_splice_replaces_the_named_sections_only(tmp_path):
-    script = _bench_perceptual_script()
+    """BENCHMARKS.md's sections written by the scripts: a rerun replaces the section with the
+    title's prefix (and the ones right after it sharing it), keeps the others, and appends a new
+    one, atomically. Catches a splice that drops the sections after it, duplicates the section on
+    a rerun, or leaves a temporary file behind."""
+    from foolbox_alma.bench.report import splice_section
+
     path = tmp_path / "BENCHMARKS.md"
     path.write_text(
         "# B\n\n## A\n\na\n\n## Table: old 100\n\nx\n\n## Table: old 1000\n\ny\n\n## Z\n\nz\n"
     )
-    script.splice(path, "Table", "## Table: new\n\nnew\n")
+    splice_section(path, "Table", "## Table: new\n\nnew\n")
     assert path.read_text() == "# B\n\n## A\n\na\n\n## Table: new\n\nnew\n\n## Z\n\nz\n"
-    script.splice(path, "Missing", "## Missing\n\nm\n")
+    splice_section(path, "Missing", "## Missing\n\nm\n")
     assert path.read_text().endswith("## Z\n\nz\n\n## Missing\n\nm\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["BENCHMARKS.md"]
+

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .. import metrics
+from .._io import write_atomic
 from ..registry import ATTACKS, STANDARD_RULER
 from .runner import AttackResult, BenchmarkRun
 
@@ -431,6 +432,23 @@ def collect(
     text = "\n".join(sections)
     output.write_text(text)
     return text
+
+
+def splice_section(benchmarks: Path, section: str, text: str) -> None:
+    """Replaces the ``## `` section of ``benchmarks`` whose title starts with ``section`` (and
+    the sections right after it with the same prefix) by ``text``; appends when none does."""
+    lines = benchmarks.read_text().splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith(f"## {section}")), None)
+    if start is None:
+        new = "\n".join(lines).rstrip() + "\n\n" + text.rstrip() + "\n"
+    else:
+        end = start + 1
+        while end < len(lines) and not (
+            lines[end].startswith("## ") and not lines[end].startswith(f"## {section}")
+        ):
+            end += 1
+        new = "\n".join(lines[:start] + text.rstrip().splitlines() + [""] + lines[end:]) + "\n"
+    write_atomic(benchmarks, new)
 
 
 def _floor_description(run: BenchmarkRun) -> str:
