@@ -518,4 +518,3 @@ def test_splice_replaces_the_named_sections_only(tmp_path):
     splice_section(path, "Missing", "## Missing\n\nm\n")
     assert path.read_text().endswith("## Z\n\nz\n\n## Missing\n\nm\n")
     assert [p.name for p in tmp_path.iterdir()] == ["BENCHMARKS.md"]
-
