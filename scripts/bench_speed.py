@@ -296,6 +296,8 @@ def collect(paths: List[str], write: bool) -> int:
     from foolbox_alma.bench.report import splice_section
 
     records = [json.loads(Path(p).read_text()) for p in paths]
+    order = {"pytorch": 0, "tensorflow": 1, "jax": 2}
+    records.sort(key=lambda r: (r["args"]["model"], order[r["args"]["framework"]], r["started"]))
     text = "\n".join([f"## {SECTION}", "", INTRO, ""] + [run_text(r) for r in records])
     if write:
         splice_section(Path("BENCHMARKS.md"), SECTION, text)
@@ -305,15 +307,16 @@ def collect(paths: List[str], write: bool) -> int:
     return 0
 
 
-INTRO = """Written by `python scripts/bench_speed.py --collect RUN.json ... --write` from the runs
-below (each made by the command shown, with `--json`). Each run times, interleaved round by round
-in one process, the floor (`steps` plain forward+backward passes of the model, compiled on
-TensorFlow and JAX) and ALMA with each distance (`steps` steps, one attack object for the whole
-run: on TensorFlow and JAX the first round includes tracing and compiling its step), and on
-PyTorch adv_lib's ALMA with the same settings. Ratios are ALMA's time over the floor's in the same
-round: the median over rounds with its range, and the amortised ratio (all rounds' time over all
-rounds' floor). Peak memory (`--memory`): each run once more in its own child process, its peak
-resident memory over the floor's, in copies of the input batch."""
+INTRO = """Written by `python scripts/bench_speed.py --collect docs/speed/*.json --write` from the
+records of the runs below (each made by the command shown, with `--json`). Each run times,
+interleaved round by round in one process, the floor (`steps` plain forward+backward passes of
+the model, compiled on TensorFlow and JAX) and ALMA with each distance (`steps` steps, one
+attack object for the whole run: on TensorFlow and JAX the first round includes tracing and
+compiling its step), and on PyTorch adv_lib's ALMA with the same settings. Ratios are ALMA's
+time over the floor's in the same round: the median over rounds with its range, and the
+amortised ratio (all rounds' time over all rounds' floor). Peak memory (`--memory`): each run
+once more in its own child process, its peak resident memory over the floor's, in copies of
+the input batch."""
 
 
 def _importable(module: str) -> bool:
