@@ -20,15 +20,14 @@ printed separately. Each timing is the median of ``--repeats`` rounds that alter
 measured functions (wall-clock; ``--cpu-time`` for this thread's CPU time on PyTorch), which
 keeps a busy machine's slow spells from favouring one of them.
 
-``--alma STEPS`` also runs ALMA itself on PyTorch (``STEPS`` steps per run, interleaved with
-``STEPS`` plain forward and backward passes, the floor) with each distance, generic and fast:
-the ratio ALMA / floor that issue 16's goals are stated in.
+ALMA itself over the model's own passes, with each distance and framework, is measured by
+``scripts/bench_speed.py`` (with ``FOOLBOX_ALMA_GENERIC_DISTANCES=1`` for the generic code).
 
 ``--torch-compile`` also measures ``torch.compile`` of the PyTorch fast paths (compile time of
 the first call, then the compiled calls), which the package does not use (``_fast`` says why).
 
     python scripts/bench_distances.py --threads 2                      # every installed framework
-    python scripts/bench_distances.py --frameworks pytorch --model resnet18-imagenet-stem --alma 10
+    python scripts/bench_distances.py --frameworks pytorch --model resnet18-imagenet-stem
 """
 
 import argparse
@@ -334,55 +333,6 @@ def torch_compile_functions() -> Dict[str, Timed]:
     return functions
 
 
-# -- ALMA itself (PyTorch) -------------------------------------------------------------------
-
-
-def alma_distances() -> List[str]:
-    """The distances ALMA runs with on 32 x 32 images (MS-SSIM needs 161 x 161)."""
-    return [name for name in ARGS.distances if name != "msssim"]
-
-
-def bench_alma() -> Dict[str, float]:
-    """ALMA for ``--alma`` steps with each distance (generic and fast), and the floor: as many
-    forward and backward passes of the model, interleaved."""
-    import foolbox as fb
-    import torch
-    from foolbox.criteria import Misclassification
-
-    from foolbox_alma import ALMA
-
-    module = torch_resnet18(ARGS.model == "resnet18-imagenet-stem")
-    model = fb.PyTorchModel(module, (0, 1))
-    images, _ = image_pair("pytorch", 32)
-    x = images.raw
-    labels = module(x).argmax(-1)
-    steps = ARGS.alma
-
-    def floor() -> None:
-        for _ in range(steps):
-            t = x.clone().requires_grad_()
-            (grad,) = torch.autograd.grad(module(t).sum(), t)
-        float(grad.reshape(-1)[0])
-
-    functions: Dict[str, Timed] = {"floor": floor}
-    for name in alma_distances():
-        attack = ALMA(distance=make_distances()[name], steps=steps)
-        for variant in ("before", "after"):
-            if variant == "after" and name not in FAST_ON_PYTORCH:
-                continue
-
-            def run(attack: Any = attack, generic: bool = variant == "before") -> None:
-                criterion = Misclassification(labels)
-                if generic:
-                    with _fast.generic_distances():
-                        attack.run(model, x, criterion)
-                else:
-                    attack.run(model, x, criterion)
-
-            functions[f"{name}:{variant}"] = run
-    return measure(functions, ARGS.rounds, warm_up=False)
-
-
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -429,19 +379,6 @@ def print_table(framework: str, times: Dict[str, float]) -> None:
             )
 
 
-def print_alma(times: Dict[str, float]) -> None:
-    floor = times["floor"]
-    print(
-        f"\nALMA, {ARGS.alma} steps, PyTorch ({ARGS.model}): floor {floor:.2f} s, median of {ARGS.rounds}"
-    )
-    print("| distance | before: ALMA / floor | after: ALMA / floor |")
-    print("|---|---|---|")
-    for name in alma_distances():
-        before = times[f"{name}:before"] / floor
-        after = times.get(f"{name}:after", times[f"{name}:before"]) / floor
-        print(f"| {name} | {before:.3f} | {after:.3f} |")
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--frameworks", nargs="+", choices=sorted(FRAMEWORKS))
@@ -453,10 +390,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cpu-time", action="store_true", help="this thread's CPU time")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2, 0: all)")
     parser.add_argument("--alexnet", help="torchvision AlexNet weights for LPIPS (default random)")
-    parser.add_argument(
-        "--alma", type=int, default=0, help="also time ALMA runs of this many steps"
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the ALMA runs (default 3)")
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile")
     return parser.parse_args()
 
@@ -480,8 +413,6 @@ def main() -> None:
     )
     for framework in frameworks:
         print_table(framework, bench_framework(framework))
-    if ARGS.alma and "pytorch" in frameworks:
-        print_alma(bench_alma())
     if hasattr(os, "getloadavg"):
         print(f"\n# load average at the end: {os.getloadavg()[0]:.1f}")
 

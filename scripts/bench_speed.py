@@ -17,8 +17,9 @@ amortised ratio (all rounds' time over all rounds' floor), and seconds. ``--memo
 the floor and each attack once more in their own child processes and prints the peak resident
 memory of each above the floor's, in copies of the input batch.
 
-Models: a zoo name (``resnet18-cifar``, ``smallcnn``, ``colour-cnn``, ...) with its held-out
-images, or an ImageNet-size network with random weights on 224 x 224 random images:
+Models: a zoo name (``resnet18-cifar``, ``smallcnn``, ``colour-cnn``, ``resnet50-imagenet`` (224 x
+224, in every framework), ...) with its held-out images, or a network from the frameworks' own
+libraries with random weights on 224 x 224 random images:
 ``keras-resnet50`` (``keras.applications.ResNet50``, TensorFlow) or ``torchvision-resnet50``
 (PyTorch; needs torchvision, which does not import beside the CPU build of PyTorch: run it where
 torchvision is installed, e.g. the ``oracles`` env).
@@ -26,6 +27,11 @@ torchvision is installed, e.g. the ``oracles`` env).
     python scripts/bench_speed.py --framework pytorch --model resnet18-cifar --batch 32 --steps 20
     python scripts/bench_speed.py --framework tensorflow --model resnet18-cifar --steps 100
     python scripts/bench_speed.py --framework pytorch --model smallcnn --batch 200 --threads 1
+    python scripts/bench_speed.py --model resnet50-imagenet --batch 4 --steps 10 --distances l2 --memory
+
+``FOOLBOX_ALMA_GENERIC_DISTANCES=1`` times the distances' generic EagerPy code on PyTorch instead
+of their fast paths. ``--collect`` renders BENCHMARKS.md's section from the runs' ``--json``
+records.
 """
 
 import argparse
