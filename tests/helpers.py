@@ -327,3 +327,12 @@ def small_linear_problem(fw, n=8, d=10, k=4, seed=0):
     w, b, x = _small_linear(n, d, k, seed)
     y = (x @ w.T + b).argmax(axis=1)
     return fw.linear_model(w, b), x, y
+
+
+def with_default_sigint() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: a shell's background jobs
+    (CI runners started with ``&`` or nohup) inherit SIGINT ignored, and Python then keeps it
+    ignored; this restores the default, as a terminal's foreground process has it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

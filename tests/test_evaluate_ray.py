@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import with_default_sigint
 
 pytestmark = pytest.mark.ray
 
@@ -110,7 +111,8 @@ def test_ctrl_c_on_ray_cancels_the_tasks_and_stops_the_local_instance(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(root), RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     process = subprocess.Popen([sys.executable, "-m", "foolbox_alma", *args], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=with_default_sigint)  # fmt: skip
     deadline = time.time() + 300
     while not (tmp_path / "run" / "shards" / "shard-000000.npz").exists():
         assert process.poll() is None and time.time() < deadline, process.communicate()

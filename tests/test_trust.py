@@ -19,6 +19,7 @@ from typing import Any, Dict
 
 import numpy as np
 import pytest
+from helpers import with_default_sigint
 
 from foolbox_alma import zoo
 from foolbox_alma.evaluation import EvaluationError, evaluate
@@ -318,7 +319,8 @@ def test_an_interrupted_evaluation_says_what_is_saved_and_resumes(tmp_path, stop
             "--no-progress"]  # fmt: skip
     process = subprocess.Popen([sys.executable, "-m", "foolbox_alma", *args], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+                               env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                               preexec_fn=with_default_sigint)  # fmt: skip
     deadline = time.time() + 300
     while not (tmp_path / "run" / "shards" / "shard-000001.npz").exists():
         assert process.poll() is None and time.time() < deadline, process.communicate()
