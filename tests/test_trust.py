@@ -263,9 +263,21 @@ def test_a_bare_network_is_wrapped_with_bounds_and_preprocessing(user):
         theirs(torch.from_numpy(x)).detach().numpy(),
         rtol=1e-6,
     )
-    with pytest.raises(ValueError, match=r"bare\(\) returned a TinyNet \(defined in model.py\) "
+    with pytest.raises(ValueError, match=r"bare\(\) returned a TinyNet from model.py "
                        r"\(torch.nn.Module\), not a Foolbox model: give its input range"):  # fmt: skip
         parse_model_spec(f"{user['model']}:bare").load()
+
+
+def test_a_bare_module_stays_on_its_device_without_device(user, monkeypatch):
+    """A bare module on the CPU, no --device, on a machine where Foolbox sees a GPU: it stays on
+    the CPU (--help: "default: where it is"). Catches: the module handed to fb.PyTorchModel with
+    device=None, which moves it to cuda:0 (here: fails, as there is no CUDA to move it to)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    fmodel = parse_model_spec(f"{user['model']}:bare", bounds=(0, 1)).load()
+    assert str(fmodel.device) == "cpu"
+    from foolbox_alma.counting import torch_module_of
+
+    assert all(p.device.type == "cpu" for p in torch_module_of(fmodel).parameters())
 
 
 # -- 3. default folders ---------------------------------------------------------------------------

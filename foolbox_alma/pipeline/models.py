@@ -442,7 +442,9 @@ def _wrap_network(spec: ModelSpec, network: Any, origin: str) -> fb.Model:
         )
     if kind == "torch.nn.Module":
         preprocessing = _foolbox_preprocessing(spec, -3)
-        return fb.PyTorchModel(network, spec.bounds, spec.device, preprocessing)
+        # without --device the module stays where it is (Foolbox would move it to cuda:0)
+        device = spec.device or next((p.device for p in network.parameters()), "cpu")
+        return fb.PyTorchModel(network, spec.bounds, device, preprocessing)
     data_format = keras_data_format(network)
     preprocessing = _foolbox_preprocessing(spec, -1 if data_format == "channels_last" else -3)
     return TensorFlowModel(network, spec.bounds, data_format, preprocessing=preprocessing)
@@ -450,10 +452,10 @@ def _wrap_network(spec: ModelSpec, network: Any, origin: str) -> fb.Model:
 
 def _type_name(value: Any, spec: ModelSpec) -> str:
     """``module.Class`` of ``value`` in the user's names: a class defined in the model file is
-    named after the file (``model.py's TinyNet``), not after the module it was loaded as."""
+    named after the file (``TinyNet from model.py``), not after the module it was loaded as."""
     kind = type(value)
     if kind.__module__.startswith("_foolbox_alma_model_") and spec.file is not None:
-        return f"{kind.__qualname__} (defined in {os.path.basename(spec.file)})"
+        return f"{kind.__qualname__} from {os.path.basename(spec.file)}"
     return f"{kind.__module__}.{kind.__qualname__}"
 
 

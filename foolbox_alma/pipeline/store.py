@@ -102,7 +102,8 @@ class RunFolder:
                 raise EvaluationError(
                     f"output folder {self.path} holds a different run's results (differs in: "
                     f"{', '.join(changed)}{': ' + '; '.join(explained) if explained else ''}); "
-                    "use force (--force) to overwrite them or choose another folder (the "
+                    "rerun with --force (force=True in Python) to overwrite them, or choose "
+                    "another folder (the "
                     "default --out is named after the run's identity, so it never holds "
                     "another run's results)"
                 )
