@@ -9,7 +9,10 @@ them (cross-framework comparisons). No test module imports another: what two nee
 
 import contextlib
 import importlib.util
-from typing import Any, Callable, Dict, Iterator, Tuple
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import eagerpy as ep
 import foolbox as fb
@@ -336,3 +339,69 @@ def with_default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# -- the zoo's models in each framework -------------------------------------------------------------
+
+LAYOUTS = [
+    ("pytorch", None),
+    ("tensorflow", None),
+    ("tensorflow", "channels_first"),
+    ("jax", None),
+    ("jax", "channels_last"),
+]
+"""Each framework in its default layout and, where it has one, the other layout."""
+
+DATA = Path(__file__).parent / "data"
+_zoo_models: Dict[Tuple[str, str, Optional[str]], Any] = {}
+_zoo_logits: Dict[Tuple[str, str, Optional[str], Optional[int]], np.ndarray] = {}
+
+
+def zoo_model(name: str, framework: str, data_format: Optional[str] = None) -> Any:
+    """``zoo.foolbox_model(framework, name, data_format)``, built once per test session (skips
+    where the framework is not installed)."""
+    from foolbox_alma import zoo
+
+    pytest.importorskip(_MODULE[framework])
+    key = (name, framework, data_format)
+    if key not in _zoo_models:
+        _zoo_models[key] = zoo.foolbox_model(framework, name, data_format=data_format)
+    return _zoo_models[key]
+
+
+def zoo_logits(
+    name: str, framework: str, data_format: Optional[str], n: Optional[int] = None, batch: int = 100
+) -> np.ndarray:
+    """Logits of :func:`zoo_model` on the first ``n`` (default: all) of its held-out images, in
+    batches of ``batch``, computed once per test session."""
+    from foolbox_alma import zoo
+
+    key = (name, framework, data_format, n)
+    if key not in _zoo_logits:
+        fmodel = zoo_model(name, framework, data_format)
+        images, _ = zoo.heldout_for(framework, data_format, n=n, model=name)
+        _zoo_logits[key] = np.concatenate(
+            [
+                ep.astensor(fmodel(images[i : i + batch])).numpy()
+                for i in range(0, len(images), batch)
+            ]
+        )
+    return _zoo_logits[key]
+
+
+def reference_logits(name: str) -> Dict[str, Any]:
+    """PyTorch's logits of zoo model ``name``, stored by ``scripts/make_reference_logits.py``."""
+    with np.load(DATA / f"{name}_reference_logits.npz") as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def assert_logits_close(actual: np.ndarray, expected: np.ndarray, rtol: float) -> None:
+    """Within ``rtol`` of the largest expected logit, everywhere."""
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
+
+
+def run_python(code: str) -> str:
+    """``code`` run by this Python in a fresh process: its standard output."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()

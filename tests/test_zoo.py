@@ -11,16 +11,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import eagerpy as ep
 import numpy as np
 import pytest
+from helpers import LAYOUTS, reference_logits, zoo_logits
 
 from foolbox_alma import zoo
 from foolbox_alma.zoo.colour_mnist import DATASETS, GRADIENT_SPREAD, MIN_CONTRAST
 
-DATA = Path(__file__).parent / "data"
 MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 LOGIT_ATOL = 1e-4
 MIN_HELDOUT_ACCURACY = {
@@ -32,35 +32,18 @@ MIN_HELDOUT_ACCURACY = {
 COLOUR_MODELS = ("colour-cnn", "colour-cnn-b")
 # The SmallCNN family; tests/test_zoo_resnet.py covers resnet18-cifar (fewer images: it costs more).
 SMALLCNNS = tuple(name for name in zoo.ARCHITECTURES if zoo.registry.family(name) == "smallcnn")
-# Each framework in its default layout and, where it has one, the other layout.
-LAYOUTS = [
-    ("pytorch", None),
-    ("tensorflow", None),
-    ("tensorflow", "channels_first"),
-    ("jax", None),
-    ("jax", "channels_last"),
-]
-
-_logits_cache: Dict[Tuple[str, Optional[str], str], np.ndarray] = {}
 
 
 def heldout_logits(
     framework: str, data_format: Optional[str], name: str = "smallcnn"
 ) -> np.ndarray:
-    """Logits of ``zoo.foolbox_model(framework, name)`` on all 1000 held-out images, computed once."""
-    key = (framework, data_format, name)
-    if key not in _logits_cache:
-        pytest.importorskip(MODULE[framework])
-        fmodel = zoo.foolbox_model(framework, name, data_format=data_format)
-        images, _ = zoo.heldout_for(framework, data_format, model=name)
-        _logits_cache[key] = ep.astensor(fmodel(images)).numpy()
-    return _logits_cache[key]
+    """Logits of the zoo model ``name`` on all its held-out images, computed once."""
+    return zoo_logits(name, framework, data_format, batch=1000)
 
 
 def load_reference(name: str) -> Dict[str, Any]:
     """PyTorch's logits of zoo model ``name``, stored by ``scripts/make_reference_logits.py``."""
-    with np.load(DATA / f"{name}_reference_logits.npz") as archive:
-        return {key: archive[key] for key in archive.files}
+    return reference_logits(name)
 
 
 # --- data and weights (no framework) ---------------------------------------------------------------

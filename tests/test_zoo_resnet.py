@@ -15,21 +15,26 @@ the first 200 held-out images (logits up to 13.2): TensorFlow and JAX both 5.7e-
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import eagerpy as ep
 import numpy as np
 import pytest
-from helpers import FRAMEWORKS, available
+from helpers import (
+    FRAMEWORKS,
+    LAYOUTS,
+    assert_logits_close,
+    available,
+    reference_logits,
+    run_python,
+    zoo_logits,
+)
 
 from foolbox_alma import zoo
 from foolbox_alma.zoo import resnet
 
 NAME = "resnet18-cifar"
-DATA = Path(__file__).parent / "data"
 MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 LOGIT_IMAGES = 64
 LOGIT_RTOL = 1e-5
@@ -39,46 +44,16 @@ PARAMETERS = 11_173_962
 """Learnable parameters of kuangliu/pytorch-cifar's and RobustBench's ResNet18 (10 classes)."""
 SEEDED_SHA256 = "7e807b0468117a2fcd1c7175965d202f90640159760f9963980ca425b907d413"
 """``weights_sha256(resnet.seeded_kernels(0))``, recorded when the archive was made."""
-LAYOUTS = [
-    ("pytorch", None),
-    ("tensorflow", None),
-    ("tensorflow", "channels_first"),
-    ("jax", None),
-    ("jax", "channels_last"),
-]
-
-_logits_cache: Dict[Tuple[str, Optional[str], int], np.ndarray] = {}
 
 
 def logits_of(framework: str, data_format: Optional[str], n: int = LOGIT_IMAGES) -> np.ndarray:
-    """Logits of ``zoo.foolbox_model(framework, NAME)`` on the first ``n`` held-out images, once."""
-    key = (framework, data_format, n)
-    if key not in _logits_cache:
-        pytest.importorskip(MODULE[framework])
-        fmodel = zoo.foolbox_model(framework, NAME, data_format=data_format)
-        images, _ = zoo.heldout_for(framework, data_format, n=n, model=NAME)
-        _logits_cache[key] = np.concatenate(
-            [ep.astensor(fmodel(images[i : i + 100])).numpy() for i in range(0, n, 100)]
-        )
-    return _logits_cache[key]
+    """Logits of the zoo model on its first ``n`` held-out images, computed once."""
+    return zoo_logits(NAME, framework, data_format, n)
 
 
 def reference() -> Dict[str, Any]:
     """PyTorch's logits on the 1000 held-out images, stored by make_reference_logits.py."""
-    with np.load(DATA / f"{NAME}_reference_logits.npz") as archive:
-        return {key: archive[key] for key in archive.files}
-
-
-def assert_logits_close(actual: np.ndarray, expected: np.ndarray) -> None:
-    scale = float(np.abs(expected).max())
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=LOGIT_RTOL * scale)
-
-
-def run_python(code: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
+    return reference_logits(NAME)
 
 
 # --- the architecture and the weights (no framework) ----------------------------------------------
@@ -280,7 +255,7 @@ def test_logits_match_pytorch_reference(framework: str, data_format: Optional[st
     ``test_the_tolerance_catches_broken_builds`` for how far those move the logits."""
     logits = logits_of(framework, data_format)
     assert logits.shape == (LOGIT_IMAGES, 10)
-    assert_logits_close(logits, reference()["logits"][:LOGIT_IMAGES])
+    assert_logits_close(logits, reference()["logits"][:LOGIT_IMAGES], LOGIT_RTOL)
 
 
 @pytest.mark.slow
@@ -301,7 +276,7 @@ def test_logits_and_input_gradients_match_pytorch_live(framework: str) -> None:
     too (relative to their largest entry); a ReLU or padding mismatch shows there first."""
     pytest.importorskip("torch")
     pytest.importorskip(MODULE[framework])
-    assert_logits_close(logits_of(framework, None), logits_of("pytorch", None))
+    assert_logits_close(logits_of(framework, None), logits_of("pytorch", None), LOGIT_RTOL)
     images, labels = zoo.load_heldout(NAME, n=4)
     eye = np.eye(10, dtype=np.float32)
     weights = eye[labels] - eye[(labels + 1) % 10]
@@ -353,7 +328,7 @@ def test_jax_pure_apply_matches_bound_function() -> None:
     logits = np.asarray(forward(images))
     np.testing.assert_array_equal(np.asarray(forward.apply(forward.params, images)), logits)
     unjitted = np.asarray(zoo.resnet18_apply(forward.params, images))
-    assert_logits_close(unjitted, logits)
+    assert_logits_close(unjitted, logits, LOGIT_RTOL)
 
 
 def test_the_tolerance_catches_broken_builds() -> None:

@@ -22,21 +22,27 @@ the ``fc`` bias cancelling the logits' common part. The broken builds of
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import eagerpy as ep
 import numpy as np
 import pytest
-from helpers import FRAMEWORKS, available
+from helpers import (
+    FRAMEWORKS,
+    LAYOUTS,
+    assert_logits_close,
+    available,
+    reference_logits,
+    run_python,
+    zoo_logits,
+    zoo_model,
+)
 
 from foolbox_alma import zoo
 from foolbox_alma.zoo import resnet, resnet50
 
 NAME = "resnet50-imagenet"
-DATA = Path(__file__).parent / "data"
 MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 ARCH = resnet50.RESNET50_IMAGENET
 LOGIT_IMAGES = 4
@@ -50,55 +56,21 @@ PARAMETERS = 25_557_032
 """Learnable parameters of torchvision's ``resnet50`` (1000 classes)."""
 SEEDED_SHA256 = "ed254e49390f655b9158fa39739172cc7274950aef67f3efcb971e893a5fef86"
 """``weights_sha256(resnet.seeded_kernels(0, ARCH))``, recorded when the archive was made."""
-LAYOUTS = [
-    ("pytorch", None),
-    ("tensorflow", None),
-    ("tensorflow", "channels_first"),
-    ("jax", None),
-    ("jax", "channels_last"),
-]
-
-_models: Dict[Tuple[str, Optional[str]], Any] = {}
-_logits: Dict[Tuple[str, Optional[str], int], np.ndarray] = {}
 
 
 def fmodel_of(framework: str, data_format: Optional[str]) -> Any:
-    """``zoo.foolbox_model(framework, NAME, data_format)``, built once per module."""
-    pytest.importorskip(MODULE[framework])
-    key = (framework, data_format)
-    if key not in _models:
-        _models[key] = zoo.foolbox_model(framework, NAME, data_format=data_format)
-    return _models[key]
+    """The zoo model, built once."""
+    return zoo_model(NAME, framework, data_format)
 
 
 def logits_of(framework: str, data_format: Optional[str], n: int = LOGIT_IMAGES) -> np.ndarray:
     """Logits of :func:`fmodel_of` on the first ``n`` images, batches of 4, computed once."""
-    key = (framework, data_format, n)
-    if key not in _logits:
-        fmodel = fmodel_of(framework, data_format)
-        images, _ = zoo.heldout_for(framework, data_format, n=n, model=NAME)
-        _logits[key] = np.concatenate(
-            [ep.astensor(fmodel(images[i : i + 4])).numpy() for i in range(0, n, 4)]
-        )
-    return _logits[key]
+    return zoo_logits(NAME, framework, data_format, n, batch=4)
 
 
 def reference() -> Dict[str, Any]:
     """PyTorch's logits on the 20 images, stored by make_reference_logits.py."""
-    with np.load(DATA / f"{NAME}_reference_logits.npz") as archive:
-        return {key: archive[key] for key in archive.files}
-
-
-def assert_logits_close(actual: np.ndarray, expected: np.ndarray) -> None:
-    scale = float(np.abs(expected).max())
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=LOGIT_RTOL * scale)
-
-
-def run_python(code: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
+    return reference_logits(NAME)
 
 
 # --- the architecture and the weights (no framework) ----------------------------------------------
@@ -157,7 +129,7 @@ def test_torchvision_resnet50_has_our_names_and_computes_our_logits() -> None:
     with torch.no_grad():
         expected = reference_net.eval()((images - mean) / std).numpy()
         actual = zoo.resnet50_torch(weights)(images).numpy()
-    assert_logits_close(actual, expected)
+    assert_logits_close(actual, expected, LOGIT_RTOL)
 
 
 def test_seeded_weights_are_he_normal_deterministic_and_built_once() -> None:
@@ -342,7 +314,7 @@ def test_logits_match_pytorch_reference(framework: str, data_format: Optional[st
     )
     logits = logits_of(framework, data_format)
     assert logits.shape == (LOGIT_IMAGES, 1000)
-    assert_logits_close(logits, reference()["logits"][:LOGIT_IMAGES])
+    assert_logits_close(logits, reference()["logits"][:LOGIT_IMAGES], LOGIT_RTOL)
 
 
 @pytest.mark.slow
@@ -352,7 +324,7 @@ def test_every_image_is_classified_as_its_label(framework: str) -> None:
     model's predictions wherever it runs, and the logits stay within the tolerance."""
     logits = logits_of(framework, None, n=20)
     np.testing.assert_array_equal(logits.argmax(1), zoo.load_heldout(NAME)[1])
-    assert_logits_close(logits, reference()["logits"])
+    assert_logits_close(logits, reference()["logits"], LOGIT_RTOL)
 
 
 @pytest.mark.crossframework
@@ -365,7 +337,7 @@ def test_logits_and_input_gradients_match_pytorch_live(framework: str) -> None:
     directions agree to a cosine above 0.9998."""
     pytest.importorskip("torch")
     pytest.importorskip(MODULE[framework])
-    assert_logits_close(logits_of(framework, None), logits_of("pytorch", None))
+    assert_logits_close(logits_of(framework, None), logits_of("pytorch", None), LOGIT_RTOL)
     images, labels = zoo.load_heldout(NAME, n=2)
     eye = np.eye(1000, dtype=np.float32)
     weights = eye[labels] - eye[(labels + 1) % 1000]
@@ -401,7 +373,7 @@ def test_jax_pure_apply_matches_bound_function() -> None:
     np.testing.assert_array_equal(np.asarray(forward.apply(forward.params, images)), logits)
     with jax.disable_jit():
         unjitted = np.asarray(zoo.resnet50_apply(forward.params, images))
-    assert_logits_close(unjitted, logits)
+    assert_logits_close(unjitted, logits, LOGIT_RTOL)
 
 
 def test_the_tolerance_catches_broken_builds() -> None:
