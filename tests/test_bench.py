@@ -518,3 +518,28 @@ def test_splice_replaces_the_named_sections_only(tmp_path):
     splice_section(path, "Missing", "## Missing\n\nm\n")
     assert path.read_text().endswith("## Z\n\nz\n\n## Missing\n\nm\n")
     assert [p.name for p in tmp_path.iterdir()] == ["BENCHMARKS.md"]
+
+
+def test_an_interrupted_benchmark_keeps_every_finished_attack(tmp_path, monkeypatch):
+    """Ctrl-C during the second attack of a budget: the first attack's result is saved, and the
+    rerun loads it and computes only the rest. Catches a bench that saves a budget's results only
+    once every attack has run (an interrupted 8-attack run lost them all)."""
+    from foolbox_alma.bench import runner
+
+    fmodel, x, y = _tiny_model(Framework(_first_available()))
+    real = runner._run_attack
+    calls = []
+
+    def interrupted(setup, spec, config, budget):
+        calls.append(spec.name)
+        if spec.name == "fmn-l2":
+            raise KeyboardInterrupt
+        return real(setup, spec, config, budget)
+
+    monkeypatch.setattr(runner, "_run_attack", interrupted)
+    attacks = ["alma-l2", "fmn-l2"]
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(fmodel, x, y, attacks=attacks, steps=3, out=tmp_path, progress=False)
+    monkeypatch.setattr(runner, "_run_attack", real)
+    rerun = run_benchmark(fmodel, x, y, attacks=attacks, steps=3, out=tmp_path, progress=False)
+    assert [r.loaded for r in rerun.results] == [True, False]

@@ -302,7 +302,8 @@ def _run_budget(
     setup: _Setup, specs: Sequence[AttackSpec], budget: int, resume: bool
 ) -> List[AttackResult]:
     """Every attack at one budget: saved results reused, the others run ``repeats`` times
-    round-robin (so that a change of load hits them alike), merged and saved."""
+    round-robin (so that a change of load hits them alike), each merged and saved as soon as its
+    last repeat is done."""
     done: Dict[str, AttackResult] = {}
     pending: List[Tuple[AttackSpec, AttackConfig, Dict[str, Any], Optional[RunFolder]]] = []
     for spec in specs:
@@ -320,15 +321,15 @@ def _run_budget(
         else:
             pending.append((spec, config, identity, folder))
     runs: Dict[str, List[AttackResult]] = {spec.name: [] for spec, *_ in pending}
-    for _ in range(setup.repeats):
-        for spec, config, _, _ in pending:
+    for repeat in range(setup.repeats):
+        for spec, config, identity, folder in pending:
             runs[spec.name].append(_run_attack(setup, spec, config, budget))
-    for spec, _, identity, folder in pending:
-        result = _merge_repeats(runs[spec.name])
-        result.identity = identity
-        if folder is not None:
-            _save(folder, result)
-        done[spec.name] = result
+            if repeat == setup.repeats - 1:  # saved as soon as it is complete: an interrupted
+                result = _merge_repeats(runs[spec.name])  # run keeps every finished attack
+                result.identity = identity
+                if folder is not None:
+                    _save(folder, result)
+                done[spec.name] = result
     return [done[spec.name] for spec in specs]
 
 
