@@ -87,6 +87,24 @@ def write_random_alexnet(torch_home: Path, seed: int) -> Path:
     return path
 
 
+LARGE = "large-colour"
+"""``--model large-colour``: colour-cnn behind a 6 x 6 average pooling on its held-out images
+upsampled to 192 x 192 (``scripts/large_colour_model.py``), for MS-SSIM."""
+
+
+def model_options(args: argparse.Namespace, n: int) -> List[str]:
+    """The bench's ``--model`` (and ``--data``) for ``args.model``: a zoo name as it is, or the
+    large colour model with its data written next to the results."""
+    if args.model != LARGE:
+        return ["--model", args.model]
+    sys.path.insert(0, str(Path(__file__).parent))
+    from large_colour_model import write_data
+
+    data = write_data(Path(f"{args.out}-data-{n}.npz"), n)
+    return ["--model", str(Path(__file__).parent / "large_colour_model.py") + ":build",
+            "--data", str(data)]  # fmt: skip
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="colour-cnn")
@@ -146,26 +164,28 @@ def main(argv: List[str]) -> int:
             f"{args.section}: ALMA perceptual against adv_lib's ALMA and the L2 attacks, "
             f"{args.model}, {n} images, {steps} steps (LPIPS: {weights})"
         )
-        command = [
-            "--model",
-            args.model,
-            "--attacks",
-            args.attacks,
-            "--measure",
-            args.measure,
-            "--steps",
-            str(steps),
-            "--images",
-            str(n),
-            "--floor-passes",
-            "0",
-            "--threads",
-            str(args.threads),
-            "--out",
-            out,
-            "--title",
-            title,
-        ] + (["--no-progress"] if args.no_progress else [])
+        command = (
+            model_options(args, n)
+            + [
+                "--attacks",
+                args.attacks,
+                "--measure",
+                args.measure,
+                "--steps",
+                str(steps),
+                "--images",
+                str(n),
+                "--floor-passes",
+                "0",
+                "--threads",
+                str(args.threads),
+                "--out",
+                out,
+                "--title",
+                title,
+            ]
+            + (["--no-progress"] if args.no_progress else [])
+        )
         code = run_cli(command)
         if code:
             return code

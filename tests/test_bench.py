@@ -3,6 +3,7 @@ each backend (eagerly and inside compiled code), and the command line end to end
 
 import json
 import math
+from pathlib import Path
 
 import eagerpy as ep
 import numpy as np
@@ -543,3 +544,20 @@ def test_an_interrupted_benchmark_keeps_every_finished_attack(tmp_path, monkeypa
     monkeypatch.setattr(runner, "_run_attack", real)
     rerun = run_benchmark(fmodel, x, y, attacks=attacks, steps=3, out=tmp_path, progress=False)
     assert [r.loaded for r in rerun.results] == [True, False]
+
+
+def test_cli_takes_a_model_file_without_framework(tmp_path, capsys):
+    """`foolbox-alma bench --model file.py:function --data ...` with no --framework: the model
+    brings its own. Catches a --framework default ('torch') passed to every model spec, which
+    refuses anything but a zoo name."""
+    pytest.importorskip("torch")
+    from foolbox_alma.bench.cli import run_cli
+
+    model = Path(__file__).parents[1] / "examples" / "models" / "mnist_net.py"
+    code = run_cli(["--model", f"{model}:build", "--data", "mnist-heldout", "--images", "2",
+                    "--steps", "2", "--attacks", "alma-l2", "--floor-passes", "0",
+                    "--out", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert (
+        "| **L2** | ALMA | foolbox-alma (ours) | 2 |" in (tmp_path / "run" / "table.md").read_text()
+    )

@@ -62,9 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--framework",
-        default="torch",
+        default=None,
         choices=("torch", "pytorch", "tensorflow", "tf", "jax"),
-        help="framework of the model (default torch)",
+        help="framework of a zoo model (default torch); other models bring their own",
     )
     parser.add_argument(
         "--attacks",
@@ -173,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--images must be between 1 and {1000 - args.offset}, got {images}")
 
     if args.threads:
-        limit_threads_before_import(args.framework, args.threads)
+        limit_threads_before_import(args.framework or "pytorch", args.threads)
     fmodel, x, y = load_model_and_images(
         args.model, args.framework, images, args.offset, data, args.bounds
     )
@@ -230,7 +230,7 @@ def _describe_data(data: str, offset: int, images: int) -> str:
 
 def load_model_and_images(
     model: str,
-    framework: str,
+    framework: Optional[str],
     images: int,
     offset: int = 0,
     data: str = "mnist-heldout",
