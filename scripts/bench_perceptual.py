@@ -101,8 +101,8 @@ def model_options(args: argparse.Namespace, n: int) -> List[str]:
     from large_colour_model import write_data
 
     data = write_data(Path(f"{args.out}-data-{n}.npz"), n)
-    return ["--model", str(Path(__file__).parent / "large_colour_model.py") + ":build",
-            "--data", str(data)]  # fmt: skip
+    model = os.path.relpath(Path(__file__).parent / "large_colour_model.py")
+    return ["--model", f"{model}:build", "--data", str(data)]
 
 
 def main(argv: List[str]) -> int:

@@ -220,6 +220,11 @@ def _describe_data(data: str, offset: int, images: int) -> str:
     if data.endswith("-heldout"):
         name = data[: -len("-heldout")]
         name = zoo.HELDOUT_DATA.get(name, name)
+        if "mnist" not in name:  # resnet50-imagenet: Foolbox's ImageNet samples, its own labels
+            return (
+                f"{name} images {offset}..{offset + images - 1} (Foolbox's ImageNet samples, "
+                "labelled with the model's own predictions)"
+            )
         first = 9000 + offset
         return (
             f"{name.replace('mnist', 'MNIST')} t10k images {first}..{first + images - 1}, "
