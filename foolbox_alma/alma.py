@@ -236,7 +236,8 @@ class ALMA(MinimizationAttack):
             ``jax.jit`` on JAX (traced once per model, input shape, dtype and settings, then
             reused by every later call, also from other ALMA objects with the same settings).
             ``"auto"`` (default) and True compile there; False runs every step eagerly. PyTorch
-            always runs eagerly. The first step (checks, learning-rate finder) is always eager.
+            always runs eagerly. Step 0 shares the compiled gradient; its checks and learning-rate
+            finder run eagerly.
 
     References:
         Jérôme Rony, Eric Granger, Marco Pedersoli, Ismail Ben Ayed, "Augmented Lagrangian
@@ -416,12 +417,9 @@ class ALMA(MinimizationAttack):
         if gradient is None:
             gradient = self._gradient(p, x, classes, state, i, first=first)
         grad, (dlr, dist, rho, mu, prev_dlr, logit_scale, _) = gradient
+        if first:  # each sample's first step moves it a set distance
+            grad, state = _first_step_size(p, s, x, grad, state)
         lr, unit, exponent = state.lr, state.distance_unit, state.distance_exponent
-        if first and s.init_lr_distance != 0:  # each sample's first step moves it this far
-            grad = _replace_vanishing_gradients(grad)
-            lr = _initial_lr(p, s, x, grad)
-            if s.init_lr_distance == AUTO:
-                unit, exponent = _step_units(p, x, grad, lr)
         # Line 17's bookkeeping: the closest adversarial so far, and when each was first found.
         ndim = grad.ndim
         is_adv = dlr < 0
@@ -457,51 +455,55 @@ class ALMA(MinimizationAttack):
         state: "ALMAState",
         i: Any,
         *,
-        first: bool,
+        first: Any,
         traced: bool = False,
     ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
         """Lines 3-8 of iteration ``i``: the gradient of the augmented Lagrangian in the [0, 1]
         coordinates, with the constraint's value, the distance, the new rho and mu, the value of
-        d at the last check, the 2-class logit scale and the logits."""
+        d at the last check, the 2-class logit scale and the logits.
+
+        ``first`` (step 0: no distance in the loss, no update of mu, d becomes the reference for
+        the first check) is a Python bool when eager; compiled, it is a 0-d boolean tensor, so
+        that one compiled function, one trace of the model, serves every step."""
         s = self.settings
-        check = not first and (i + 1) % s.check_steps == 0  # a bool, or a tensor when compiled
+        check = _and(_not(first), (i + 1) % s.check_steps == 0)  # a tensor when compiled
 
         def lagrangian(x_adv: ep.Tensor) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
             # Lines 3-4: the logits z = f(x~) and the constraint d = DLR+(z, y) (tDLR+ targeted).
             logits = p.model(x_adv)
+            if first is True and not traced:  # a compiled step's logits are checked on its results
+                checks.check_logits(logits, len(x))
+                checks.check_classes_range(classes, logits.shape[-1], p.targeted)
             logit_scale = state.logit_scale
-            if first:
-                if not traced:  # a traced step's logits are checked on its results
-                    checks.check_logits(logits, len(x))
-                    checks.check_classes_range(classes, logits.shape[-1], p.targeted)
-                if logits.shape[-1] == 2:  # see constraints: the clean logit gap normalises
-                    logit_scale = stop_gradient(two_class_gap(logits))
+            if first is not False and logits.shape[-1] == 2:  # constraints: the clean logit gap
+                logit_scale = _select(first, stop_gradient(two_class_gap(logits)), logit_scale)
             constraint = targeted_dlr_plus if p.targeted else dlr_plus
             dlr = constraint(logits, classes, s.logit_tolerance, logit_scale)
-            dist = p.distance_fn(x, x_adv) / p.distance_scale
+            # D at step 0 has no useful gradient (for L2 a NaN at a zero perturbation): it is
+            # measured there on x~ without its gradient, so that no NaN reaches g when compiled.
+            dist = p.distance_fn(x, _select(first, stop_gradient(x_adv), x_adv)) / p.distance_scale
             d = stop_gradient(dlr)
             # Lines 10-13, placed before lines 5-6 as in adv_lib (module docstring): rho grows
             # every M steps while no adversarial is found and d did not fall below tau * d(i-M).
-            rho, prev_dlr = state.rho, d if first else state.prev_dlr
+            rho, prev_dlr = state.rho, _select(first, d, state.prev_dlr)
             if check is not False:  # eagerly, only on check steps; compiled, a select
                 improved = d < s.tau * state.prev_dlr
                 kept = ep.logical_or(state.adv_found, improved)
                 rho = _select(check, ep.where(kept, rho, s.gamma * rho), rho)
-                prev_dlr = _select(check, d, state.prev_dlr)
+                prev_dlr = _select(check, d, prev_dlr)
             # Lines 5-6: mu follows an EMA of dP/dd, projected onto [mu_min, mu_max] (from i = 1).
             mu = state.mu
-            if not first:
+            if first is not True:
                 mu_hat = s.penalty.grad(d, rho, state.mu)
-                mu = ep.clip(s.alpha * state.mu + (1 - s.alpha) * mu_hat, MU_MIN, MU_MAX)
+                updated = ep.clip(s.alpha * state.mu + (1 - s.alpha) * mu_hat, MU_MIN, MU_MAX)
+                mu = _select(first, mu, updated)
             # Line 7: the augmented Lagrangian L = D(x~, x) + P(d, rho, mu), D in the units of
             # the first step under "auto" (a monotone map per sample: the same minimiser).
             penalty = s.penalty(dlr, rho, mu)
-            if first:
-                loss = penalty
-            elif s.init_lr_distance == AUTO:
-                loss = _in_step_units(dist, state) + penalty
-            else:
-                loss = dist + penalty
+            loss = penalty
+            if first is not True:
+                scaled = _in_step_units(dist, state) if s.init_lr_distance == AUTO else dist
+                loss = _select(first, penalty, scaled + penalty)
             aux = (d, stop_gradient(dist), rho, mu, prev_dlr, logit_scale, stop_gradient(logits))
             return loss.sum(), aux
 
@@ -512,51 +514,71 @@ class ALMA(MinimizationAttack):
     def _first_iteration(
         self, p: "_Problem", state: "ALMAState", x: ep.Tensor, classes: ep.Tensor
     ) -> "ALMAState":
-        """Step 0. Its gradient (the model's forward and backward) is compiled where the later
-        steps are, through the same cache: eager, it would cost several compiled steps on
-        TensorFlow and tens of them on JAX. The rest (the learning-rate finder, whose distance
-        :mod:`.distances._backend` compiles) runs eagerly. Should the gradient not trace, the
-        eager step runs instead, and raises the clear error about the model or labels, if any."""
-        compiled = self._compiled(p, x, classes, "first", self._traced_first_gradient)
-        gradient = None
-        if compiled is not None:
-            try:
-                gradient = compiled(state, x, classes)
-            except Exception:  # the eager step below says what is wrong
-                gradient = None
-        if gradient is not None:
-            logits = gradient[1][-1]
-            checks.check_logits(logits, len(x))
-            checks.check_classes_range(classes, logits.shape[-1], p.targeted)
-        return self._iteration(p, state, 0, x, classes, first=True, gradient=gradient)
+        """Step 0. Where the steps are compiled, it runs through the same two compiled functions
+        as every later step (eager, it would cost several compiled steps on TensorFlow and tens
+        of them on JAX), with only the learning-rate finder (:func:`_first_step_size`, whose
+        distance :mod:`.distances._backend` compiles) eager in between. Should the gradient not
+        trace, the eager step runs instead, and raises the clear error about the model or labels,
+        if any."""
+        compiled = self._compiled(p, x, classes, "gradient", self._traced_gradient)
+        update = self._compiled(p, x, classes, "update", self._traced_update)
+        if compiled is None or update is None:
+            return self._iteration(p, state, 0, x, classes, first=True)
+        index = _index(x, 0)
+        try:
+            grad, aux = compiled(state, index, x, classes, _flag(x, True))
+        except Exception:  # the eager step says what is wrong
+            return self._iteration(p, state, 0, x, classes, first=True)
+        logits = aux[-1]
+        checks.check_logits(logits, len(x))
+        checks.check_classes_range(classes, logits.shape[-1], p.targeted)
+        grad, state = _first_step_size(p, self.settings, x, grad, state)
+        return update(state, index, x, classes, (grad, aux))
 
-    def _traced_first_gradient(
-        self, p: "_Problem", state: "ALMAState", x: ep.Tensor, classes: ep.Tensor
+    def _traced_gradient(
+        self,
+        p: "_Problem",
+        state: "ALMAState",
+        i: ep.Tensor,
+        x: ep.Tensor,
+        classes: ep.Tensor,
+        first: ep.Tensor,
     ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
-        return self._gradient(p, x, classes, state, 0, first=True, traced=True)
+        return self._gradient(p, x, classes, state, i, first=first, traced=True)
 
-    def _traced_step(
-        self, p: "_Problem", state: "ALMAState", i: ep.Tensor, x: ep.Tensor, classes: ep.Tensor
+    def _traced_update(
+        self,
+        p: "_Problem",
+        state: "ALMAState",
+        i: ep.Tensor,
+        x: ep.Tensor,
+        classes: ep.Tensor,
+        gradient: Tuple[ep.Tensor, Tuple[ep.Tensor, ...]],
     ) -> "ALMAState":
-        return self._iteration(p, state, i, x, classes)
+        return self._iteration(p, state, i, x, classes, gradient=gradient)
 
     # -- compilation --------------------------------------------------------------------------
 
     def _step_function(
         self, problem: "_Problem", x: ep.Tensor, classes: ep.Tensor
     ) -> Callable[..., "ALMAState"]:
-        """The step to call for i >= 1: compiled where asked and possible (:meth:`_compiled`),
-        else eager."""
-        compiled = self._compiled(problem, x, classes, "step", self._traced_step)
-        if compiled is None:
+        """The step to call for i >= 1: compiled where asked and possible (:meth:`_compiled`), as
+        two functions, the gradient (the model's passes; the one step 0 used) and the update
+        (Algorithm 2's bookkeeping and line 9), else eager."""
+        gradient = self._compiled(problem, x, classes, "gradient", self._traced_gradient)
+        update = self._compiled(problem, x, classes, "update", self._traced_update)
+        if gradient is None or update is None:
 
             def eager(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
                 return self._iteration(problem, state, i, x, classes)
 
             return eager
+        later = _flag(x, False)
 
         def call(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
-            return compiled(state, ep.full(x, (), i).astype(x.dtype), x, classes)
+            index = _index(x, i)
+            g = gradient(state, index, x, classes, later)
+            return update(state, index, x, classes, g)
 
         return call
 
@@ -629,6 +651,45 @@ def _select(condition: Any, if_true: ep.Tensor, if_false: ep.Tensor) -> ep.Tenso
     if isinstance(condition, bool):
         return if_true if condition else if_false
     return ep.where(condition, if_true, if_false)
+
+
+def _not(condition: Any) -> Any:
+    """Logical not of a Python bool (eager) or a 0-d boolean tensor (compiled)."""
+    return not condition if isinstance(condition, bool) else ep.logical_not(condition)
+
+
+def _and(a: Any, b: Any) -> Any:
+    """Logical and of Python bools (eager) or 0-d boolean tensors (compiled), a bool if it can."""
+    for known, other in ((a, b), (b, a)):
+        if isinstance(known, bool):
+            return other if known else False
+    return ep.logical_and(a, b)
+
+
+def _index(x: ep.Tensor, i: int) -> ep.Tensor:
+    """The step index as a 0-d tensor of the inputs' dtype (a compiled step's argument)."""
+    return ep.full(x, (), i).astype(x.dtype)
+
+
+def _flag(x: ep.Tensor, value: bool) -> ep.Tensor:
+    """A 0-d boolean tensor (a compiled step's argument: one trace for both values)."""
+    return ep.full(x, (), float(value)).astype(x.dtype) > 0
+
+
+def _first_step_size(
+    p: _Problem, s: ALMASettings, x: ep.Tensor, grad: ep.Tensor, state: "ALMAState"
+) -> Tuple[ep.Tensor, "ALMAState"]:
+    """Step 0's gradient (vanishing ones replaced by random directions) and the state with each
+    sample's learning rate (and, under ``"auto"``, D's unit and exponent) set from it, unless the
+    finder is off (``init_lr_distance=0``)."""
+    if s.init_lr_distance == 0:
+        return grad, state
+    grad = _replace_vanishing_gradients(grad)
+    lr = _initial_lr(p, s, x, grad)
+    unit, exponent = state.distance_unit, state.distance_exponent
+    if s.init_lr_distance == AUTO:
+        unit, exponent = _step_units(p, x, grad, lr)
+    return grad, state._replace(lr=lr, distance_unit=unit, distance_exponent=exponent)
 
 
 def _initial_lr(p: _Problem, s: ALMASettings, x: ep.Tensor, grad: ep.Tensor) -> ep.Tensor:

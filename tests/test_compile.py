@@ -10,7 +10,8 @@ from foolbox_alma import ALMA
 from foolbox_alma.alma import ALMA as ALMAClass
 
 TRACES = 2
-"""Compiled functions per (model, input shape, settings): the step, and the first step's gradient."""
+"""Compiled functions per (model, input shape, settings): the gradient (the model's passes, for
+every step, step 0 included) and the update (the rest of a step)."""
 
 
 def problem(fw, n=16, d=30, k=10, seed=0, dtype=np.float32):
@@ -58,6 +59,31 @@ def test_traced_once_per_model_and_shape(fw):
     assert attack.trace_count == TRACES  # another batch of the same shape: no retracing
     attack(model, fw.tensor(x2[:5]), fw.tensor(y2[:5]))
     assert attack.trace_count == 2 * TRACES  # a new shape traces again
+
+
+def test_the_model_is_traced_once_for_all_steps(fw):
+    """The model's Python function runs once per trace: step 0 and the later steps share one
+    compiled gradient, so an attack traces the network once (compiling a ResNet's forward and
+    backward costs seconds on JAX). Catches: a separately compiled first step (the model traced
+    twice), a step recompiled per call or per value of the step index or of the step-0 flag."""
+    if fw.name == "pytorch":
+        pytest.skip("PyTorch always runs eagerly")
+    import foolbox as fb
+
+    model, x, y = problem(fw)
+    calls = []
+    raw = model._model
+
+    def counted(inputs):
+        calls.append(1)
+        return raw(inputs)
+
+    counting = (fb.TensorFlowModel if fw.name == "tensorflow" else fb.JAXModel)(
+        counted, bounds=model.bounds
+    )
+    adversarials = fw.numpy(ALMA(steps=12).run(counting, fw.tensor(x), fw.tensor(y)))
+    assert len(calls) == 1, f"the model was traced {len(calls)} times"
+    assert not np.array_equal(adversarials, x)  # the steps did run
 
 
 def _live_tensors(fw):
