@@ -520,13 +520,13 @@ class ALMA(MinimizationAttack):
         distance :mod:`.distances._backend` compiles) eager in between. Should the gradient not
         trace, the eager step runs instead, and raises the clear error about the model or labels,
         if any."""
-        compiled = self._compiled(p, x, classes, "gradient", self._traced_gradient)
-        update = self._compiled(p, x, classes, "update", self._traced_update)
-        if compiled is None or update is None:
+        compiled = self._compiled(p, x, classes)
+        if compiled is None:
             return self._iteration(p, state, 0, x, classes, first=True)
+        gradient, update = compiled
         index = _index(x, 0)
         try:
-            grad, aux = compiled(state, index, x, classes, _flag(x, True))
+            grad, aux = gradient(state, index, x, classes, _flag(x, True))
         except Exception:  # the eager step says what is wrong
             return self._iteration(p, state, 0, x, classes, first=True)
         logits = aux[-1]
@@ -535,84 +535,73 @@ class ALMA(MinimizationAttack):
         grad, state = _first_step_size(p, self.settings, x, grad, state)
         return update(state, index, x, classes, (grad, aux))
 
-    def _traced_gradient(
-        self,
-        p: "_Problem",
-        state: "ALMAState",
-        i: ep.Tensor,
-        x: ep.Tensor,
-        classes: ep.Tensor,
-        first: ep.Tensor,
-    ) -> Tuple[ep.Tensor, Tuple[ep.Tensor, ...]]:
-        return self._gradient(p, x, classes, state, i, first=first, traced=True)
-
-    def _traced_update(
-        self,
-        p: "_Problem",
-        state: "ALMAState",
-        i: ep.Tensor,
-        x: ep.Tensor,
-        classes: ep.Tensor,
-        gradient: Tuple[ep.Tensor, Tuple[ep.Tensor, ...]],
-    ) -> "ALMAState":
-        return self._iteration(p, state, i, x, classes, gradient=gradient)
-
     # -- compilation --------------------------------------------------------------------------
 
     def _step_function(
         self, problem: "_Problem", x: ep.Tensor, classes: ep.Tensor
     ) -> Callable[..., "ALMAState"]:
-        """The step to call for i >= 1: compiled where asked and possible (:meth:`_compiled`), as
-        two functions, the gradient (the model's passes; the one step 0 used) and the update
-        (Algorithm 2's bookkeeping and line 9), else eager."""
-        gradient = self._compiled(problem, x, classes, "gradient", self._traced_gradient)
-        update = self._compiled(problem, x, classes, "update", self._traced_update)
-        if gradient is None or update is None:
+        """The step to call for i >= 1: compiled where asked and possible (:meth:`_compiled`),
+        else eager."""
+        compiled = self._compiled(problem, x, classes)
+        if compiled is None:
 
             def eager(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
                 return self._iteration(problem, state, i, x, classes)
 
             return eager
+        gradient, update = compiled
         later = _flag(x, False)
 
         def call(state: "ALMAState", i: int, x: ep.Tensor, classes: ep.Tensor) -> "ALMAState":
             index = _index(x, i)
-            g = gradient(state, index, x, classes, later)
-            return update(state, index, x, classes, g)
+            return update(state, index, x, classes, gradient(state, index, x, classes, later))
 
         return call
 
+    def _traced(
+        self, kind: str, p: "_Problem", state: "ALMAState", i: ep.Tensor, x: ep.Tensor,
+        classes: ep.Tensor, extra: Any,
+    ) -> Any:  # fmt: skip
+        """What a compiled function computes: ``"gradient"``, lines 3-8 (``extra``: the step-0
+        flag), or ``"update"``, the rest of the step (``extra``: the gradient and its aux)."""
+        if kind == "gradient":
+            return self._gradient(p, x, classes, state, i, first=extra, traced=True)
+        return self._iteration(p, state, i, x, classes, gradient=extra)
+
     def _compiled(
-        self,
-        problem: "_Problem",
-        x: ep.Tensor,
-        classes: ep.Tensor,
-        kind: str,
-        method: Callable[..., Any],
-    ) -> Optional[Callable[..., Any]]:
-        """``method`` (taking the problem first) compiled with tf.function / jax.jit, or None
-        where the framework has no compiler or ``compile=False``. Compiled functions live in
-        :data:`foolbox_alma._compile.STEPS`, per model, ``kind``, input shape, dtype and
-        settings, so later batches, shards and ALMA objects with the same settings reuse the
-        trace. The cache holds models weakly, and so does the compiled function (a strong
-        reference would keep every attacked model alive)."""
+        self, problem: "_Problem", x: ep.Tensor, classes: ep.Tensor
+    ) -> Optional[Tuple[Callable[..., Any], Callable[..., Any]]]:
+        """A step compiled with tf.function / jax.jit as two functions, the gradient (the model's
+        passes, traced once for every step, step 0 included) and the update (Algorithm 2's
+        bookkeeping and line 9); None where the framework has no compiler or ``compile=False``.
+        Compiled functions live in :data:`foolbox_alma._compile.STEPS`, per model, input shape,
+        dtype and settings, so later batches, shards and ALMA objects with the same settings
+        reuse the trace. The cache holds models weakly, and so do the compiled functions (a
+        strong reference would keep every attacked model alive)."""
         framework = framework_name(x)
         if self.compile is False or framework not in ("tensorflow", "jax"):
             return None
-        key = (kind, framework, tuple(x.shape), str(x.dtype), str(classes.dtype), problem.targeted)
+        key = (framework, tuple(x.shape), str(x.dtype), str(classes.dtype), problem.targeted)
 
-        def make() -> Callable[..., Any]:
-            model = weakref.ref(problem.model)
-            template = problem._replace(model=None)
+        def maker(kind: str) -> Callable[[], Callable[..., Any]]:
+            def make() -> Callable[..., Any]:
+                model = weakref.ref(problem.model)
+                template = problem._replace(model=None)
 
-            def traced(*args: Any) -> Any:
-                self.trace_count += 1  # runs once per trace, not per call
-                STEPS.traces += 1
-                return method(template._replace(model=model()), *args)
+                def traced(*args: Any) -> Any:
+                    self.trace_count += 1  # runs once per trace, not per call
+                    STEPS.traces += 1
+                    return self._traced(kind, template._replace(model=model()), *args)
 
-            return compile_step(traced, framework)
+                return compile_step(traced, framework)
 
-        return STEPS.get(problem.model, key + (self.settings,), make)
+            return make
+
+        gradient, update = (
+            STEPS.get(problem.model, (kind,) + key + (self.settings,), maker(kind))
+            for kind in ("gradient", "update")
+        )
+        return gradient, update
 
 
 class ALMAState(NamedTuple):
