@@ -269,13 +269,14 @@ def run_text(record: Dict[str, Any]) -> str:
     from foolbox_alma._io import markdown_table
 
     args, table, peaks = record["args"], record["ratios"], record["peaks"]
-    header = ["run", "ALMA / floor (median [min, max])", "amortised", "seconds (median)"]
+    header = ["run", "ALMA / floor (median [min, max])", "round 1", "amortised", "seconds (median)"]
     if peaks:
         header.append("peak memory over the floor's (input batches)")
     rows = []
     for name, r in table.items():
         row = [name, f"{r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}]",
-               f"{r['amortised']:.3f}", f"{r['seconds']:.2f}"]  # fmt: skip
+               f"{r['first'] / table['floor']['first']:.3f}", f"{r['amortised']:.3f}",
+               f"{r['seconds']:.2f}"]  # fmt: skip
         if peaks:
             row.append(f"{(peaks[name] - peaks['floor']) / record['batch_bytes']:+.1f}")
         rows.append(row)
@@ -319,8 +320,10 @@ interleaved round by round in one process, the floor (`steps` plain forward+back
 the model, compiled on TensorFlow and JAX) and ALMA with each distance (`steps` steps, one
 attack object for the whole run: on TensorFlow and JAX the first round includes tracing and
 compiling its step), and on PyTorch adv_lib's ALMA with the same settings. Ratios are ALMA's
-time over the floor's in the same round: the median over rounds with its range, and the
-amortised ratio (all rounds' time over all rounds' floor). Peak memory (`--memory`): each run
+time over the floor's in the same round: the median over rounds with its range, the first
+round's (on TensorFlow and JAX: one attack of `steps` steps with its trace and compilation, the
+floor's own compiled before timing), and the amortised ratio (all rounds' time over all rounds'
+floor). Peak memory (`--memory`): each run
 once more in its own child process, its peak resident memory over the floor's, in copies of
 the input batch."""
 

@@ -460,15 +460,40 @@ def test_perceptual_rows_of_the_registry():
     assert "alma-msssim" not in names and registry.select(["alma-msssim"], "pytorch")
 
 
-def _bench_perceptual_script():
+def _script(name):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / "bench_perceptual.py"
-    spec = importlib.util.spec_from_file_location("bench_perceptual", path)
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _bench_perceptual_script():
+    return _script("bench_perceptual")
+
+
+def test_speed_ratios_and_their_table():
+    """scripts/bench_speed.py's figures from seconds worked out by hand: each round's ALMA time
+    over the same round's floor (median and range), round 1 alone (the one with the trace), the
+    amortised ratio and the memory column. Catches ratios taken against another round's floor,
+    a median of seconds instead of ratios, round 1 read from the wrong end."""
+    script = _script("bench_speed")
+    seconds = {"floor": [10.0, 8.0, 10.0], "ours:l2": [13.0, 8.4, 10.2]}
+    table = script.ratios(seconds)
+    ours = table["ours:l2"]
+    assert ours["median"] == pytest.approx(1.05)  # of 1.3, 1.05, 1.02
+    assert (ours["min"], ours["max"]) == (pytest.approx(1.02), pytest.approx(1.3))
+    assert ours["amortised"] == pytest.approx(31.6 / 28.0)
+    assert ours["seconds"] == 10.2 and ours["first"] == 13.0
+    args = dict(model="m", framework="jax", batch=4, steps=10, rounds=3, distances="l2",
+                threads=2, clock="cpu", no_adv_lib=False, memory=True)  # fmt: skip
+    record = {"args": args, "ratios": table, "peaks": {"floor": 1000.0, "ours:l2": 1600.0},
+              "started": "today", "batch_bytes": 200, "machine": {"cpu": "cpu"}, "load": "1"}  # fmt: skip
+    rows = [line for line in script.run_text(record).splitlines() if line.startswith("| ours")]
+    assert rows == ["| ours:l2 | 1.050 [1.020, 1.300] | 1.300 | 1.129 | 10.20 | +3.0 |"]
 
 
 def test_random_alexnet_checkpoint_is_seeded_and_loads_as_torchvisions(tmp_path, monkeypatch):
