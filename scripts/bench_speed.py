@@ -323,9 +323,8 @@ compiling its step), and on PyTorch adv_lib's ALMA with the same settings. Ratio
 time over the floor's in the same round: the median over rounds with its range, the first
 round's (on TensorFlow and JAX: one attack of `steps` steps with its trace and compilation, the
 floor's own compiled before timing), and the amortised ratio (all rounds' time over all rounds'
-floor). Peak memory (`--memory`): each run
-once more in its own child process, its peak resident memory over the floor's, in copies of
-the input batch."""
+floor). Peak memory (`--memory`): each run once more in its own child process, its peak
+resident memory over the floor's, in copies of the input batch."""
 
 
 def _importable(module: str) -> bool:
