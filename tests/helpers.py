@@ -22,11 +22,12 @@ import pytest
 from foolbox_alma.distances.lpips import ALEXNET_SHAPES
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
-_MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
+MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
+"""The module each framework is imported as."""
 
 
 def available(framework: str) -> bool:
-    return importlib.util.find_spec(_MODULE[framework]) is not None
+    return importlib.util.find_spec(MODULE[framework]) is not None
 
 
 class Framework:
@@ -362,7 +363,7 @@ def zoo_model(name: str, framework: str, data_format: Optional[str] = None) -> A
     where the framework is not installed)."""
     from foolbox_alma import zoo
 
-    pytest.importorskip(_MODULE[framework])
+    pytest.importorskip(MODULE[framework])
     key = (name, framework, data_format)
     if key not in _zoo_models:
         _zoo_models[key] = zoo.foolbox_model(framework, name, data_format=data_format)

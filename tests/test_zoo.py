@@ -16,12 +16,11 @@ from typing import Any, Dict, Optional
 import eagerpy as ep
 import numpy as np
 import pytest
-from helpers import LAYOUTS, reference_logits, zoo_logits
+from helpers import LAYOUTS, MODULE, reference_logits, zoo_logits
 
 from foolbox_alma import zoo
 from foolbox_alma.zoo.colour_mnist import DATASETS, GRADIENT_SPREAD, MIN_CONTRAST
 
-MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 LOGIT_ATOL = 1e-4
 MIN_HELDOUT_ACCURACY = {
     "smallcnn": 0.985,

@@ -24,6 +24,7 @@ import pytest
 from helpers import (
     FRAMEWORKS,
     LAYOUTS,
+    MODULE,
     assert_logits_close,
     available,
     reference_logits,
@@ -35,7 +36,6 @@ from foolbox_alma import zoo
 from foolbox_alma.zoo import resnet
 
 NAME = "resnet18-cifar"
-MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 LOGIT_IMAGES = 64
 LOGIT_RTOL = 1e-5
 """Largest logit difference allowed between builds, relative to the largest logit."""

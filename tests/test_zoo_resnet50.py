@@ -31,6 +31,7 @@ import pytest
 from helpers import (
     FRAMEWORKS,
     LAYOUTS,
+    MODULE,
     assert_logits_close,
     available,
     reference_logits,
@@ -43,7 +44,6 @@ from foolbox_alma import zoo
 from foolbox_alma.zoo import resnet, resnet50
 
 NAME = "resnet50-imagenet"
-MODULE = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 ARCH = resnet50.RESNET50_IMAGENET
 LOGIT_IMAGES = 4
 LOGIT_RTOL = 1e-4
